@@ -1,0 +1,89 @@
+"""The exceptions tritonfast raises, one tree with PyTriton's names at the top.
+
+::
+
+    Exception
+    └── PyTritonClientError                      root of every tritonfast error
+        ├── PyTritonClientValueError (ValueError) the caller passed a bad value
+        │   ├── PyTritonClientInvalidUrlError     url cannot be parsed or is unsupported
+        │   └── EncodeError                       a tensor cannot be encoded for the wire
+        ├── DecodeError (ValueError)              bytes to decode are malformed
+        ├── PyTritonClientTimeoutError            server, model or inference deadline passed
+        ├── PyTritonClientModelUnavailableError   model or version unknown to the server
+        ├── PyTritonClientClosedError             the client was closed
+        ├── PyTritonClientModelDoesntSupportBatchingError
+        ├── PyTritonClientInferenceServerError    the server answered with an error
+        └── PyTritonClientQueueFullError          FuturesModelClient queue is full
+
+Names and messages follow ``pytriton.client.exceptions`` so code written for
+PyTriton catches the same things. Two differences, both additive: the value
+errors are also builtin ``ValueError``s, and the codec errors are new classes.
+Programming mistakes (a list passed where an array is needed) stay ``TypeError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "PyTritonClientClosedError",
+    "PyTritonClientError",
+    "PyTritonClientInferenceServerError",
+    "PyTritonClientInvalidUrlError",
+    "PyTritonClientModelDoesntSupportBatchingError",
+    "PyTritonClientModelUnavailableError",
+    "PyTritonClientQueueFullError",
+    "PyTritonClientTimeoutError",
+    "PyTritonClientValueError",
+]
+
+
+class PyTritonClientError(Exception):
+    """Root of every error tritonfast raises; ``message`` holds its text."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return self.args[0]
+
+
+class PyTritonClientValueError(PyTritonClientError, ValueError):
+    """The caller passed a value the client cannot use."""
+
+
+class PyTritonClientInvalidUrlError(PyTritonClientValueError):
+    """The url is not a string, cannot be parsed, or names an unsupported scheme."""
+
+
+class EncodeError(PyTritonClientValueError):
+    """A tensor cannot be put on the wire; the message names the element at fault."""
+
+
+class DecodeError(PyTritonClientError, ValueError):
+    """Bytes to decode are malformed; the message names the element and byte at fault."""
+
+
+class PyTritonClientTimeoutError(PyTritonClientError):
+    """The server, the model or an inference did not answer in time."""
+
+
+class PyTritonClientModelUnavailableError(PyTritonClientError):
+    """The server does not know the model or the requested version."""
+
+
+class PyTritonClientClosedError(PyTritonClientError):
+    """The client was used after ``close()``."""
+
+
+class PyTritonClientModelDoesntSupportBatchingError(PyTritonClientError):
+    """``infer_batch`` was called on a model with ``max_batch_size == 0``."""
+
+
+class PyTritonClientInferenceServerError(PyTritonClientError):
+    """The server answered the request with an error."""
+
+
+class PyTritonClientQueueFullError(PyTritonClientError):
+    """``FuturesModelClient`` was asked for more work than its queue holds."""
