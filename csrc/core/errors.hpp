@@ -20,3 +20,25 @@ class DecodeError : public std::runtime_error {
 };
 
 }  // namespace tritonfast
+
+namespace tritonfast {
+
+// The response bytes do not follow HTTP/1.1 or Triton's protocol (remote fault).
+class ProtocolError : public DecodeError {
+ public:
+  using DecodeError::DecodeError;
+};
+
+// The connection could not be made, or broke (refused, reset, closed early).
+class ConnectionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A connect, send or receive deadline passed.
+class TimeoutError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace tritonfast

@@ -1,0 +1,94 @@
+#include "core/buffer.hpp"
+
+#include <cstdlib>
+#include <new>
+#include <utility>
+
+namespace tritonfast {
+namespace {
+
+std::uint8_t* allocate(std::size_t capacity) {
+  void* p = nullptr;
+  if (posix_memalign(&p, BufferPool::kAlignment, capacity ? capacity : 1) != 0) {
+    throw std::bad_alloc();
+  }
+  return static_cast<std::uint8_t*>(p);
+}
+
+}  // namespace
+
+Buffer::~Buffer() { reset(); }
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      pool_(std::move(other.pool_)) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = std::exchange(other.data_, nullptr);
+    capacity_ = std::exchange(other.capacity_, 0);
+    pool_ = std::move(other.pool_);
+  }
+  return *this;
+}
+
+void Buffer::reset() {
+  if (!data_) return;
+  if (pool_) {
+    pool_->give_back(data_, capacity_);
+  } else {
+    std::free(data_);
+  }
+  data_ = nullptr;
+  capacity_ = 0;
+  pool_.reset();
+}
+
+std::shared_ptr<BufferPool> BufferPool::create(std::size_t max_idle_bytes) {
+  return std::shared_ptr<BufferPool>(new BufferPool(max_idle_bytes));
+}
+
+Buffer BufferPool::acquire(std::size_t min_capacity) {
+  if (min_capacity >= kMinPooledBytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = idle_.lower_bound(min_capacity);
+    if (it != idle_.end() && it->first / 2 <= min_capacity) {
+      Buffer found(it->second, it->first, shared_from_this());
+      idle_bytes_ -= it->first;
+      idle_.erase(it);
+      return found;
+    }
+  }
+  return Buffer(allocate(min_capacity), min_capacity, shared_from_this());
+}
+
+void BufferPool::give_back(std::uint8_t* data, std::size_t capacity) {
+  if (capacity >= kMinPooledBytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_bytes_ + capacity <= max_idle_bytes_) {
+      idle_.emplace(capacity, data);
+      idle_bytes_ += capacity;
+      return;
+    }
+  }
+  std::free(data);
+}
+
+void BufferPool::trim() {
+  std::multimap<std::size_t, std::uint8_t*> idle;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    idle.swap(idle_);
+    idle_bytes_ = 0;
+  }
+  for (auto& entry : idle) std::free(entry.second);
+}
+
+std::size_t BufferPool::idle_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return idle_bytes_;
+}
+
+}  // namespace tritonfast

@@ -1,0 +1,105 @@
+// One request model for every transport (HTTP now; gRPC, shared memory and
+// streaming later): what an inference sends and what its response holds,
+// independent of how bytes travel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/json.hpp"
+
+namespace tritonfast {
+
+// A contiguous piece of caller memory that goes on the wire as it is.
+struct Segment {
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+
+// Request or tensor parameter value (Triton accepts bool, int, double, string).
+using ParameterValue = std::variant<bool, std::int64_t, double, std::string>;
+
+struct Parameter {
+  std::string key;
+  ParameterValue value;
+};
+
+// A tensor placed in a registered shared-memory region.
+struct SharedMemoryRef {
+  std::string region;
+  std::uint64_t byte_size = 0;
+  std::uint64_t offset = 0;
+};
+
+struct InputTensor {
+  std::string name;
+  std::string datatype;  // wire name: "FP32", "BYTES", ...
+  std::vector<std::int64_t> shape;
+  // The tensor's bytes, in order (binary_data_size is their total). Empty when
+  // the tensor is in shared memory.
+  std::vector<Segment> segments;
+  std::optional<SharedMemoryRef> shared_memory;
+  std::vector<Parameter> parameters;
+
+  std::uint64_t byte_size() const;
+};
+
+struct RequestedOutput {
+  std::string name;
+  bool binary = true;
+  std::uint32_t class_count = 0;  // > 0: Triton's classification extension
+  std::optional<SharedMemoryRef> shared_memory;
+};
+
+struct InferRequest {
+  std::string id;  // empty: no "id" member
+  std::vector<InputTensor> inputs;
+  // Empty: every model output, in binary (request parameter binary_data_output).
+  std::vector<RequestedOutput> outputs;
+  std::vector<Parameter> parameters;
+};
+
+// The JSON inference header of `request` (Triton's binary tensor extension:
+// binary inputs carry parameters.binary_data_size and follow the header in order).
+std::string write_infer_header(const InferRequest& request);
+
+enum class OutputKind { kBinary, kJson, kSharedMemory };
+
+struct OutputTensor {
+  std::string name;
+  std::string datatype;
+  std::vector<std::int64_t> shape;
+  OutputKind kind = OutputKind::kBinary;
+  std::uint64_t offset = 0;  // kBinary: offset in the response body
+  std::uint64_t size = 0;    // kBinary: bytes; kSharedMemory: shared_memory_byte_size if given
+  json::Value data;          // kJson: the "data" array as sent
+  json::Value parameters;    // the output's "parameters" object (null when absent)
+};
+
+struct InferResponse {
+  std::string model_name;
+  std::string model_version;
+  std::string id;
+  json::Value parameters;  // the response "parameters" object (null when absent)
+  std::vector<OutputTensor> outputs;  // in the order of the JSON header
+};
+
+// Parses a successful /infer response body. `header_length` is the value of
+// Inference-Header-Content-Length (nullopt: the whole body is JSON). Walks the
+// JSON outputs in order assigning binary spans; checks every span against the
+// body, that fixed-size dtypes' sizes equal prod(shape) * element size, that no
+// shape dimension is negative or overflows, and that no bytes are left over.
+// Throws ProtocolError naming the output and byte offsets at fault.
+InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
+                                   std::optional<std::uint64_t> header_length);
+
+// The message of Triton's {"error": "..."} body, or nullopt if the body is not
+// that shape (empty, not JSON, no "error" string).
+std::optional<std::string> parse_error_body(const std::uint8_t* body, std::size_t size);
+
+}  // namespace tritonfast
