@@ -1,0 +1,128 @@
+// Blocking HTTP/1.1 over TCP: keep-alive connections in a thread-safe pool,
+// TCP_NODELAY, sendmsg() straight from the request's segments, responses
+// received into pooled buffers, and every wait bounded by a deadline through
+// poll(). Callers release the GIL around perform(); nothing here touches Python.
+//
+// Copies: request segments: 0 (sendmsg gathers them); Content-Length response
+// bodies: 0 beyond the kernel's (recv() lands in the final buffer).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/http.hpp"
+
+namespace tritonfast {
+
+// A point in time on the monotonic clock, or never.
+class Deadline {
+ public:
+  static Deadline never();
+  // `seconds` from now; a value <= 0 means already passed.
+  static Deadline after(double seconds);
+
+  bool is_never() const { return never_; }
+  bool expired() const;
+  // Milliseconds to pass to poll(): -1 for never, >= 0 otherwise (rounded up
+  // so that a poll never wakes before the deadline).
+  int poll_timeout_ms() const;
+
+ private:
+  bool never_ = true;
+  std::chrono::steady_clock::time_point at_{};
+  double budget_s_ = 0;  // the seconds after() was given: timeout messages quote it
+  friend double budget_seconds(const Deadline& deadline);
+};
+
+struct Endpoint {
+  std::string host;  // name or address; IPv6 without brackets
+  std::uint16_t port = 0;
+  std::string authority() const;  // Host header: "host:port", "[::1]:port"
+};
+
+class Connection {
+ public:
+  // Resolves and connects (non-blocking connect + poll), sets TCP_NODELAY.
+  // Throws ConnectionError ("connection to host:port refused"/"...: <strerror>")
+  // or TimeoutError ("connecting to host:port took longer than X s").
+  static std::unique_ptr<Connection> open(const Endpoint& endpoint, Deadline deadline);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Writes head then segments with sendmsg (MSG_NOSIGNAL, batches of at most
+  // IOV_MAX iovecs), waiting for POLLOUT under the deadline. `*sent` counts the
+  // bytes the kernel accepted so far, also when an exception is thrown, so the
+  // caller knows whether the request may have reached the server.
+  void send(const http::Request& request, Deadline deadline, std::uint64_t* sent);
+
+  // Receives up to `size` bytes into `data`, waiting under the deadline;
+  // returns 0 when the peer closed the connection. Throws ConnectionError on
+  // reset, TimeoutError when the deadline passes.
+  std::size_t receive(std::uint8_t* data, std::size_t size, Deadline deadline);
+
+  // For a kept-alive connection about to be reused: true when the peer has
+  // neither closed it nor sent anything unasked (a poll with zero timeout).
+  bool reusable() const;
+
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  Connection(int fd, Endpoint endpoint) : fd_(fd), endpoint_(std::move(endpoint)) {}
+  int fd_;
+  Endpoint endpoint_;
+};
+
+struct Response {
+  http::ResponseHead head;
+  http::Body body;
+};
+
+struct ClientOptions {
+  // Idle keep-alive connections kept for reuse; more in flight are closed after use.
+  std::size_t max_idle_connections = 64;
+  // Idle receive buffers kept for reuse (see BufferPool).
+  std::size_t max_idle_buffer_bytes = std::size_t{1} << 30;
+  std::uint64_t max_response_body_bytes = http::kDefaultMaxResponseBodyBytes;
+};
+
+// Thread-safe: any number of threads may call perform() at once; each request
+// in flight has a connection of its own.
+class HttpClient {
+ public:
+  HttpClient(Endpoint endpoint, ClientOptions options);
+
+  // Sends `request` and returns the whole response. Reuses an idle connection
+  // that is still reusable(), else opens one. Never resends a request once any
+  // of its bytes may have reached the server (sent > 0), unless `idempotent`;
+  // an idempotent request whose reused connection turns out dead is retried
+  // once on a fresh connection. The connection returns to the pool when the
+  // response allows keep-alive and was read completely; otherwise it is closed.
+  Response perform(const http::Request& request, Deadline deadline, bool idempotent);
+
+  // Closes idle connections and frees idle buffers. Requests in flight finish;
+  // their connections are then closed instead of pooled.
+  void close();
+
+  const Endpoint& endpoint() const { return endpoint_; }
+  const std::shared_ptr<BufferPool>& buffers() const { return buffers_; }
+
+ private:
+  std::unique_ptr<Connection> checkout(Deadline deadline, bool* reused);
+  void checkin(std::unique_ptr<Connection> connection);
+
+  Endpoint endpoint_;
+  ClientOptions options_;
+  std::shared_ptr<BufferPool> buffers_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  bool closed_ = false;
+};
+
+}  // namespace tritonfast
