@@ -4,15 +4,22 @@
 // tritonfast.exceptions once, here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstring>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/buffer.hpp"
 #include "core/bytes_codec.hpp"
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
+#include "core/http.hpp"
+#include "core/infer.hpp"
+#include "core/json.hpp"
+#include "core/transport.hpp"
 
 namespace py = pybind11;
 using namespace tritonfast;
@@ -202,18 +209,12 @@ std::uint64_t serialize_bytes_into(py::handle obj, py::handle out, std::uint64_t
   return tensor.size();
 }
 
-py::array deserialize_bytes(py::handle obj) {
-  BorrowedBuffer buffer(obj, /*writable=*/false);
-  std::size_t count = 0;
-  {
-    // Safe: the scan only reads the exported buffer, which stays pinned.
-    MaybeReleaseGil nogil(buffer.size() >= kReleaseGilMinBytes);
-    count = bytes::count_elements(buffer.data(), buffer.size());
-  }
+// Object array of bytes from `count` elements that count_elements() accepted.
+py::array bytes_objects(const std::uint8_t* data, std::size_t size, std::size_t count) {
   // numpy.empty fills the slots with None, which we replace one by one.
   py::array result = py::module_::import("numpy").attr("empty")(count, "object");
   auto** slots = static_cast<PyObject**>(result.mutable_data());
-  bytes::Reader reader(buffer.data(), buffer.size());
+  bytes::Reader reader(data, size);
   std::string_view element;
   for (std::size_t i = 0; reader.next(&element); ++i) {
     PyObject* item = PyBytes_FromStringAndSize(element.data(),
@@ -223,6 +224,464 @@ py::array deserialize_bytes(py::handle obj) {
     slots[i] = item;
   }
   return result;
+}
+
+py::array deserialize_bytes(py::handle obj) {
+  BorrowedBuffer buffer(obj, /*writable=*/false);
+  std::size_t count = 0;
+  {
+    // Safe: the scan only reads the exported buffer, which stays pinned.
+    MaybeReleaseGil nogil(buffer.size() >= kReleaseGilMinBytes);
+    count = bytes::count_elements(buffer.data(), buffer.size());
+  }
+  return bytes_objects(buffer.data(), buffer.size(), count);
+}
+
+
+// ---------------------------------------------------------------------------
+// Inference over HTTP.
+//
+// Copies per request: contiguous numeric inputs 0 (their memory goes to
+// sendmsg), non-contiguous or byte-swapped inputs 1 (numpy makes a contiguous
+// one), BYTES inputs 1 (serialized once into a buffer of their own); numeric
+// outputs 0 (views over the receive buffer; 1 only if misaligned for their
+// dtype), BYTES outputs 1 (a bytes object per element).
+
+// numpy dtypes by Triton datatype name, registered once by tritonfast._transport
+// (BF16 exists only when ml_dtypes is installed). Leaked: the references must
+// outlive every interpreter-exit destructor.
+std::unordered_map<std::string, PyObject*>& numpy_dtypes() {
+  static auto* dtypes = new std::unordered_map<std::string, PyObject*>();
+  return *dtypes;
+}
+
+void set_numpy_dtypes(const py::dict& dtypes) {
+  auto& table = numpy_dtypes();
+  for (auto item : dtypes) {
+    PyObject* dtype = item.second.ptr();
+    Py_INCREF(dtype);
+    auto [it, inserted] = table.emplace(item.first.cast<std::string>(), dtype);
+    if (!inserted) {
+      Py_DECREF(it->second);
+      it->second = dtype;
+    }
+  }
+}
+
+std::string describe(py::handle obj) { return py::str(obj).cast<std::string>(); }
+
+// Triton datatype of a numeric numpy dtype, or "" when Triton has none.
+std::string numeric_datatype(const py::dtype& dtype) {
+  const int bits = static_cast<int>(dtype.itemsize()) * 8;
+  switch (dtype.kind()) {
+    case 'b':
+      return dtype.itemsize() == 1 ? "BOOL" : "";
+    case 'i':
+      return bits <= 64 ? "INT" + std::to_string(bits) : "";
+    case 'u':
+      return bits <= 64 ? "UINT" + std::to_string(bits) : "";
+    case 'f':
+      return bits >= 16 && bits <= 64 ? "FP" + std::to_string(bits) : "";
+    case 'V':
+      return py::str(dtype.attr("name")).cast<std::string>() == "bfloat16" ? "BF16" : "";
+    default:
+      return "";
+  }
+}
+
+bool is_native_order(const py::dtype& dtype) {
+  const char order = dtype.byteorder();
+  return order == '=' || order == '|' || order == '<';  // only little-endian hosts are supported
+}
+
+ParameterValue to_parameter(const std::string& where, const std::string& key, py::handle value) {
+  if (PyBool_Check(value.ptr())) return value.cast<bool>();
+  if (PyLong_Check(value.ptr())) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (overflow) {
+      throw EncodeError(where + " parameter '" + key + "': " + describe(value) +
+                        " does not fit a 64-bit integer");
+    }
+    return static_cast<std::int64_t>(v);
+  }
+  if (PyFloat_Check(value.ptr())) return value.cast<double>();
+  if (PyUnicode_Check(value.ptr())) return value.cast<std::string>();
+  throw EncodeError(where + " parameter '" + key + "': unsupported type " +
+                    std::string(Py_TYPE(value.ptr())->tp_name) +
+                    "; parameters must be str, int, float or bool");
+}
+
+std::vector<Parameter> to_parameters(const std::string& where, py::handle obj) {
+  std::vector<Parameter> out;
+  if (obj.is_none()) return out;
+  for (auto item : py::reinterpret_borrow<py::dict>(obj)) {
+    if (!PyUnicode_Check(item.first.ptr())) {
+      throw EncodeError(where + " parameter key " + describe(item.first) + " is not a str");
+    }
+    std::string key = item.first.cast<std::string>();
+    out.push_back(Parameter{key, to_parameter(where, key, item.second)});
+  }
+  return out;
+}
+
+std::vector<http::Header> to_headers(py::handle obj) {
+  std::vector<http::Header> out;
+  if (obj.is_none()) return out;
+  for (auto item : py::reinterpret_borrow<py::iterable>(obj)) {
+    auto pair = py::reinterpret_borrow<py::tuple>(item);
+    http::Header header{pair[0].cast<std::string>(), pair[1].cast<std::string>()};
+    http::validate_header(header);
+    out.push_back(std::move(header));
+  }
+  return out;
+}
+
+// An inference request built from Python objects, ready to go on the wire
+// without the GIL: it owns (references to) every byte it points at.
+class PreparedInfer {
+ public:
+  PreparedInfer(std::string target, std::string authority, py::handle headers,
+                const std::string& request_id, py::handle inputs, py::handle outputs,
+                py::handle parameters)
+      : target_(std::move(target)), authority_(std::move(authority)) {
+    headers_ = to_headers(headers);
+    request_.id = request_id;
+    request_.parameters = to_parameters("request", parameters);
+    for (auto item : py::reinterpret_borrow<py::iterable>(inputs)) {
+      auto pair = py::reinterpret_borrow<py::tuple>(item);
+      add_input(pair[0].cast<std::string>(), pair[1]);
+    }
+    if (!outputs.is_none()) {
+      for (auto name : py::reinterpret_borrow<py::iterable>(outputs)) {
+        request_.outputs.push_back(RequestedOutput{name.cast<std::string>()});
+      }
+    }
+  }
+
+  // Pure C++ over memory this object owns or references: safe without the GIL.
+  const http::Request& build() {
+    for (auto& pending : bytes_inputs_) {
+      pending.tensor->write(pending.storage.data());
+      request_.inputs[pending.input].segments.push_back(
+          Segment{pending.storage.data(), pending.storage.size()});
+    }
+    wire_ = http::build_infer_request(target_, authority_, headers_, request_);
+    return wire_;
+  }
+
+  const http::Request& wire() const { return wire_; }
+
+ private:
+  void add_input(const std::string& name, py::handle value) {
+    if (!py::isinstance<py::array>(value)) {
+      throw py::type_error("input '" + name + "' must be a numpy array, got " +
+                           std::string(Py_TYPE(value.ptr())->tp_name));
+    }
+    auto array = py::reinterpret_borrow<py::array>(value);
+    InputTensor input;
+    input.name = name;
+    input.shape.assign(array.shape(), array.shape() + array.ndim());
+    const char kind = array.dtype().kind();
+    if (kind == 'O' || kind == 'S' || kind == 'U') {
+      input.datatype = "BYTES";
+      auto tensor = std::make_unique<BytesTensor>(array);
+      std::vector<std::uint8_t> storage(tensor->size());
+      bytes_inputs_.push_back(PendingBytes{request_.inputs.size(), std::move(tensor),
+                                           std::move(storage)});
+    } else {
+      input.datatype = numeric_datatype(array.dtype());
+      if (input.datatype.empty()) {
+        throw EncodeError("input '" + name + "': numpy dtype " + describe(array.dtype()) +
+                          " has no Triton datatype");
+      }
+      if (!is_native_order(array.dtype())) {
+        array = array.attr("astype")(array.dtype().attr("newbyteorder")("="));
+      }
+      // One copy, only for arrays that are not C-contiguous already.
+      array = py::array::ensure(array, py::array::c_style);
+      if (array.nbytes() > 0) {
+        input.segments.push_back(
+            Segment{static_cast<const std::uint8_t*>(array.data()),
+                    static_cast<std::size_t>(array.nbytes())});
+      }
+      keep_.push_back(array);
+    }
+    request_.inputs.push_back(std::move(input));
+  }
+
+  struct PendingBytes {
+    std::size_t input;
+    std::unique_ptr<BytesTensor> tensor;
+    std::vector<std::uint8_t> storage;
+  };
+
+  std::string target_;
+  std::string authority_;
+  std::vector<http::Header> headers_;
+  InferRequest request_;
+  std::vector<py::object> keep_;
+  std::vector<PendingBytes> bytes_inputs_;
+  http::Request wire_;
+};
+
+// An error answer from the server: status and Triton's message.
+struct ServerError {
+  int status;
+  std::string message;
+};
+
+py::object json_to_python(const json::Value& value) {
+  switch (value.type()) {
+    case json::Value::Type::kNull:
+      return py::none();
+    case json::Value::Type::kBool:
+      return py::bool_(value.as_bool());
+    case json::Value::Type::kNumber:
+      if (value.is_integer()) return py::int_(value.as_int());
+      return py::float_(value.as_double());
+    case json::Value::Type::kString:
+      return py::str(value.as_string());
+    case json::Value::Type::kArray: {
+      py::list out;
+      for (const auto& item : value.as_array()) out.append(json_to_python(item));
+      return out;
+    }
+    case json::Value::Type::kObject: {
+      py::dict out;
+      for (const auto& member : value.as_object()) out[py::str(member.first)] = json_to_python(member.second);
+      return out;
+    }
+  }
+  return py::none();
+}
+
+std::uint64_t element_count(const OutputTensor& output) {
+  std::uint64_t count = 1;
+  for (auto d : output.shape) count *= static_cast<std::uint64_t>(d);
+  return count;
+}
+
+py::object numpy_dtype(const std::string& datatype) {
+  auto it = numpy_dtypes().find(datatype);
+  if (it == numpy_dtypes().end()) {
+    if (datatype == "BF16") {
+      throw ProtocolError("output datatype BF16 needs the optional package ml_dtypes: pip install ml_dtypes");
+    }
+    throw ProtocolError("unknown output datatype '" + datatype + "'");
+  }
+  return py::reinterpret_borrow<py::object>(it->second);
+}
+
+py::object output_array(const OutputTensor& output, const http::Body& body, py::handle owner) {
+  if (output.kind == OutputKind::kSharedMemory) return py::none();
+  std::vector<py::ssize_t> shape(output.shape.begin(), output.shape.end());
+  if (output.kind == OutputKind::kJson) {
+    py::object np = py::module_::import("numpy");
+    if (output.datatype == "BYTES") {
+      py::list items;
+      for (const auto& item : output.data.as_array()) {
+        items.append(item.is_string() ? py::bytes(item.as_string()) : py::bytes(describe(json_to_python(item))));
+      }
+      py::array array = np.attr("empty")(items.size(), "object");
+      for (std::size_t i = 0; i < items.size(); ++i) array.attr("__setitem__")(i, items[i]);
+      return array.attr("reshape")(py::tuple(py::cast(shape)));
+    }
+    return np.attr("array")(json_to_python(output.data), numpy_dtype(output.datatype))
+        .attr("reshape")(py::tuple(py::cast(shape)));
+  }
+  const std::uint8_t* data = body.data() + output.offset;
+  if (output.datatype == "BYTES") {
+    const std::size_t count = bytes::count_elements(data, output.size);
+    if (count != element_count(output)) {
+      throw ProtocolError("output '" + output.name + "' holds " + std::to_string(count) +
+                          " BYTES elements but its shape holds " +
+                          std::to_string(element_count(output)));
+    }
+    return bytes_objects(data, output.size, count).attr("reshape")(py::tuple(py::cast(shape)));
+  }
+  py::dtype dtype = py::reinterpret_borrow<py::dtype>(numpy_dtype(output.datatype));
+  const auto itemsize = static_cast<std::uintptr_t>(dtype.itemsize());
+  if (reinterpret_cast<std::uintptr_t>(data) % itemsize != 0) {
+    // Misaligned for its dtype (a BYTES output came before it): one copy.
+    py::array copy(dtype, shape);
+    std::memcpy(copy.mutable_data(), data, output.size);
+    return copy;
+  }
+  return py::array(dtype, shape, {}, data, owner);
+}
+
+// Dict of output name -> numpy array (None for shared-memory outputs), in the
+// order of the response.
+py::dict outputs_from(const InferResponse& response, http::Body body) {
+  // A capsule is the cheapest owner numpy accepts as a view's base.
+  auto* owned = new http::Body(std::move(body));
+  py::capsule owner(owned, [](void* p) { delete static_cast<http::Body*>(p); });
+  const http::Body& held = *owned;
+  py::dict result;
+  for (const auto& output : response.outputs) {
+    result[py::str(output.name)] = output_array(output, held, owner);
+  }
+  return result;
+}
+
+// Parses a complete response to an infer request: the outputs on 200, else
+// ServerError with Triton's message.
+py::dict infer_result(const http::ResponseHead& head, http::Body body) {
+  InferResponse parsed;
+  {
+    // Safe: parsing reads only `body`, which this frame owns.
+    MaybeReleaseGil nogil(body.size >= kReleaseGilMinBytes);
+    if (head.status != 200) {
+      auto message = parse_error_body(body.data(), body.size);
+      throw ServerError{head.status, message ? *message : std::string(reinterpret_cast<const char*>(body.data()), body.size)};
+    }
+    parsed = parse_infer_response(body.data(), body.size, head.inference_header_length);
+  }
+  return outputs_from(parsed, std::move(body));
+}
+
+// The native transport bound for Python; every network wait runs without the GIL.
+class PyHttpClient {
+ public:
+  PyHttpClient(std::string host, std::uint16_t port, std::size_t max_idle_connections,
+               std::size_t max_idle_buffer_bytes)
+      : client_(Endpoint{std::move(host), port},
+                ClientOptions{max_idle_connections, max_idle_buffer_bytes}) {}
+
+  py::tuple request(const std::string& method, const std::string& target, py::handle headers,
+                    py::handle body, std::optional<double> timeout_s, bool idempotent) {
+    std::vector<http::Header> header_list = to_headers(headers);
+    std::string payload = body.is_none() ? std::string() : body.cast<std::string>();
+    Response response;
+    {
+      // Safe: only C++ objects owned by this frame are used.
+      py::gil_scoped_release nogil;
+      const http::Request wire =
+          http::build_request(method, target, client_.endpoint().authority(), header_list, payload);
+      response = client_.perform(wire, deadline(timeout_s), idempotent);
+    }
+    return py::make_tuple(response.head.status,
+                          py::bytes(reinterpret_cast<const char*>(response.body.data()), response.body.size));
+  }
+
+  py::dict infer(const std::string& target, py::handle headers, const std::string& request_id,
+                 py::handle inputs, py::handle outputs, py::handle parameters,
+                 std::optional<double> timeout_s) {
+    PreparedInfer prepared(target, client_.endpoint().authority(), headers, request_id, inputs,
+                           outputs, parameters);
+    Response response;
+    {
+      // Safe: `prepared` holds references to every input array and owns the
+      // serialized BYTES; the transport touches nothing else.
+      py::gil_scoped_release nogil;
+      response = client_.perform(prepared.build(), deadline(timeout_s), /*idempotent=*/false);
+    }
+    return infer_result(response.head, std::move(response.body));
+  }
+
+  void close() {
+    py::gil_scoped_release nogil;  // Safe: C++ only; may wait for the pool's mutex.
+    client_.close();
+  }
+
+  std::size_t idle_buffer_bytes() const { return client_.buffers()->idle_bytes(); }
+  std::string authority() const { return client_.endpoint().authority(); }
+
+ private:
+  static Deadline deadline(std::optional<double> timeout_s) {
+    return timeout_s ? Deadline::after(*timeout_s) : Deadline::never();
+  }
+
+  HttpClient client_;
+};
+
+// The sans-I/O response parser, for drivers written in Python (TLS) and tests.
+class PyResponseParser {
+ public:
+  explicit PyResponseParser(std::uint64_t max_body_bytes)
+      : pool_(BufferPool::create(0)), parser_(pool_, max_body_bytes) {}
+
+  std::size_t feed(py::buffer data) {
+    BorrowedBuffer view(data, /*writable=*/false);
+    return parser_.feed(view.data(), view.size());
+  }
+
+  // Writable memoryview of body_window() (None outside a body): receive into it, then commit().
+  py::object body_window() {
+    auto window = parser_.body_window();
+    if (!window.first) return py::none();
+    return py::memoryview::from_memory(window.first, static_cast<py::ssize_t>(window.second));
+  }
+
+  void commit(std::size_t n) { parser_.commit(n); }
+  void finish() { parser_.finish(); }
+  bool head_complete() const { return parser_.head_complete(); }
+  bool done() const { return parser_.done(); }
+  int status() const { return parser_.head().status; }
+  bool keep_alive() const { return parser_.head().keep_alive; }
+  std::optional<std::uint64_t> inference_header_length() const {
+    return parser_.head().inference_header_length;
+  }
+  py::list headers() const {
+    py::list out;
+    for (const auto& h : parser_.head().headers) out.append(py::make_tuple(h.name, h.value));
+    return out;
+  }
+  py::bytes body() {
+    take();
+    return py::bytes(reinterpret_cast<const char*>(body_.data()), body_.size);
+  }
+  py::dict infer_result() {
+    take();
+    return ::infer_result(parser_.head(), std::move(body_));
+  }
+
+ private:
+  void take() {
+    if (!taken_) {
+      body_ = parser_.take_body();
+      taken_ = true;
+    }
+  }
+
+  std::shared_ptr<BufferPool> pool_;
+  http::ResponseParser parser_;
+  http::Body body_;
+  bool taken_ = false;
+};
+
+py::list parse_infer_body(py::buffer body, std::optional<std::uint64_t> header_length) {
+  BorrowedBuffer view(body, /*writable=*/false);
+  InferResponse parsed = parse_infer_response(view.data(), view.size(), header_length);
+  py::list out;
+  for (const auto& o : parsed.outputs) {
+    out.append(py::make_tuple(o.name, o.datatype, py::tuple(py::cast(o.shape)),
+                              static_cast<int>(o.kind), o.offset, o.size));
+  }
+  return out;
+}
+
+// Request bytes for drivers written in Python: (head, [segment memoryviews]).
+// The segments point into `inputs`' arrays: keep those alive until sent.
+py::tuple build_infer_request(const std::string& target, const std::string& authority,
+                              py::handle headers, const std::string& request_id,
+                              py::handle inputs, py::handle outputs, py::handle parameters) {
+  auto prepared = std::make_shared<PreparedInfer>(target, authority, headers, request_id,
+                                                  inputs, outputs, parameters);
+  const http::Request& wire = prepared->build();
+  py::object owner = py::cast(prepared);
+  py::list segments;
+  for (const auto& seg : wire.segments) {
+    segments.append(py::memoryview::from_memory(seg.data, static_cast<py::ssize_t>(seg.size)));
+  }
+  return py::make_tuple(py::bytes(wire.head), segments, owner);
+}
+
+py::bytes build_request(const std::string& method, const std::string& target,
+                        const std::string& authority, py::handle headers, py::handle body) {
+  std::string payload = body.is_none() ? std::string() : body.cast<std::string>();
+  return py::bytes(http::build_request(method, target, authority, to_headers(headers), payload).head);
 }
 
 py::list datatypes() {
@@ -252,8 +711,17 @@ PYBIND11_MODULE(_core, m) {
       if (p) std::rethrow_exception(p);
     } catch (const EncodeError& e) {
       raise_tritonfast("EncodeError", e.what());
+    } catch (const ProtocolError& e) {
+      raise_tritonfast("ProtocolError", e.what());
     } catch (const DecodeError& e) {
       raise_tritonfast("DecodeError", e.what());
+    } catch (const ConnectionError& e) {
+      raise_tritonfast("PyTritonClientConnectionError", e.what());
+    } catch (const TimeoutError& e) {
+      raise_tritonfast("PyTritonClientTimeoutError", e.what());
+    } catch (const ServerError& e) {
+      py::object cls = py::module_::import("tritonfast.exceptions").attr("_ServerError");
+      PyErr_SetObject(cls.ptr(), cls(e.status, e.message).ptr());
     }
   });
 
@@ -267,5 +735,53 @@ PYBIND11_MODULE(_core, m) {
         "number of bytes written.");
   m.def("deserialize_bytes", &deserialize_bytes, py::arg("buffer"),
         "1-D object array of bytes from a serialized BYTES tensor.");
+  m.def("set_numpy_dtypes", &set_numpy_dtypes, py::arg("dtypes"),
+        "Registers the numpy dtype of each Triton datatype name (done by tritonfast._http).");
+
+  py::class_<PreparedInfer, std::shared_ptr<PreparedInfer>>(m, "_PreparedInfer");
+
+  py::class_<PyHttpClient>(m, "HttpClient",
+                           "Thread-safe HTTP/1.1 keep-alive client; every wait releases the GIL.")
+      .def(py::init<std::string, std::uint16_t, std::size_t, std::size_t>(), py::arg("host"),
+           py::arg("port"), py::arg("max_idle_connections") = 64,
+           py::arg("max_idle_buffer_bytes") = std::size_t{1} << 30)
+      .def("request", &PyHttpClient::request, py::arg("method"), py::arg("target"),
+           py::arg("headers") = py::none(), py::arg("body") = py::none(),
+           py::arg("timeout_s") = py::none(), py::arg("idempotent") = true,
+           "Sends a request; returns (status, body bytes).")
+      .def("infer", &PyHttpClient::infer, py::arg("target"), py::arg("headers"),
+           py::arg("request_id"), py::arg("inputs"), py::arg("outputs"),
+           py::arg("parameters"), py::arg("timeout_s"),
+           "Runs one inference; returns {output name: numpy array}.")
+      .def("close", &PyHttpClient::close)
+      .def_property_readonly("idle_buffer_bytes", &PyHttpClient::idle_buffer_bytes)
+      .def_property_readonly("authority", &PyHttpClient::authority);
+
+  py::class_<PyResponseParser>(m, "ResponseParser", "Sans-I/O HTTP/1.1 response parser.")
+      .def(py::init<std::uint64_t>(), py::arg("max_body_bytes") = http::kDefaultMaxResponseBodyBytes)
+      .def("feed", &PyResponseParser::feed, py::arg("data"),
+           "Feeds received bytes; returns how many belong to this response.")
+      .def("body_window", &PyResponseParser::body_window)
+      .def("commit", &PyResponseParser::commit, py::arg("n"))
+      .def("finish", &PyResponseParser::finish, "The peer closed the connection.")
+      .def_property_readonly("head_complete", &PyResponseParser::head_complete)
+      .def_property_readonly("done", &PyResponseParser::done)
+      .def_property_readonly("status", &PyResponseParser::status)
+      .def_property_readonly("keep_alive", &PyResponseParser::keep_alive)
+      .def_property_readonly("inference_header_length", &PyResponseParser::inference_header_length)
+      .def_property_readonly("headers", &PyResponseParser::headers)
+      .def("body", &PyResponseParser::body)
+      .def("infer_result", &PyResponseParser::infer_result);
+
+  m.def("parse_infer_body", &parse_infer_body, py::arg("body"), py::arg("header_length"),
+        "Outputs of an /infer response body as (name, datatype, shape, kind, offset, size).");
+  m.def("build_infer_request", &build_infer_request, py::arg("target"), py::arg("authority"),
+        py::arg("headers"), py::arg("request_id"), py::arg("inputs"), py::arg("outputs"),
+        py::arg("parameters"));
+  m.def("build_request", &build_request, py::arg("method"), py::arg("target"),
+        py::arg("authority"), py::arg("headers") = py::none(), py::arg("body") = py::none());
+  m.def("model_target", &http::model_target, py::arg("model"), py::arg("version"),
+        py::arg("suffix"));
+
   m.def("datatypes", &datatypes, "Triton datatypes as (name, element size; 0 for BYTES).");
 }

@@ -1,13 +1,20 @@
 """tritonfast: a fast, dependable Python client for NVIDIA Triton Inference Server.
 
-The hot path (BYTES codec, HTTP framing, transport) is C++ in ``tritonfast._core``;
-this package is the Python API over it.
+A drop-in for PyTriton's client: ``from tritonfast import ModelClient`` where
+you had ``from pytriton.client import ModelClient``. The hot path (BYTES codec,
+HTTP framing, transport) is C++ in ``tritonfast._core``.
 """
 
 from tritonfast import exceptions, utils
 from tritonfast._core import __version__
+from tritonfast.client import ModelClient
+from tritonfast.futures import FuturesModelClient
+from tritonfast.model_config import TritonModelConfig
 
 __all__ = [
+    "FuturesModelClient",
+    "ModelClient",
+    "TritonModelConfig",
     "__version__",
     "exceptions",
     "utils",

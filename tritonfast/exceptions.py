@@ -8,7 +8,9 @@
         │   ├── PyTritonClientInvalidUrlError     url cannot be parsed or is unsupported
         │   └── EncodeError                       a tensor cannot be encoded for the wire
         ├── DecodeError (ValueError)              bytes to decode are malformed
+        │   └── ProtocolError                     the server's response breaks HTTP or Triton's protocol
         ├── PyTritonClientTimeoutError            server, model or inference deadline passed
+        │   └── PyTritonClientConnectionError     connection refused, reset or closed early
         ├── PyTritonClientModelUnavailableError   model or version unknown to the server
         ├── PyTritonClientClosedError             the client was closed
         ├── PyTritonClientModelDoesntSupportBatchingError
@@ -18,6 +20,8 @@
 Names and messages follow ``pytriton.client.exceptions`` so code written for
 PyTriton catches the same things. Two differences, both additive: the value
 errors are also builtin ``ValueError``s, and the codec errors are new classes.
+``PyTritonClientConnectionError`` is a timeout error because PyTriton reports
+every connection failure of its HTTP client as ``PyTritonClientTimeoutError``.
 Programming mistakes (a list passed where an array is needed) stay ``TypeError``.
 """
 
@@ -26,7 +30,9 @@ from __future__ import annotations
 __all__ = [
     "DecodeError",
     "EncodeError",
+    "ProtocolError",
     "PyTritonClientClosedError",
+    "PyTritonClientConnectionError",
     "PyTritonClientError",
     "PyTritonClientInferenceServerError",
     "PyTritonClientInvalidUrlError",
@@ -65,8 +71,16 @@ class DecodeError(PyTritonClientError, ValueError):
     """Bytes to decode are malformed; the message names the element and byte at fault."""
 
 
+class ProtocolError(DecodeError):
+    """The server's response breaks HTTP/1.1 or Triton's protocol."""
+
+
 class PyTritonClientTimeoutError(PyTritonClientError):
     """The server, the model or an inference did not answer in time."""
+
+
+class PyTritonClientConnectionError(PyTritonClientTimeoutError):
+    """The connection was refused, reset, or closed before the response was complete."""
 
 
 class PyTritonClientModelUnavailableError(PyTritonClientError):
@@ -87,3 +101,12 @@ class PyTritonClientInferenceServerError(PyTritonClientError):
 
 class PyTritonClientQueueFullError(PyTritonClientError):
     """``FuturesModelClient`` was asked for more work than its queue holds."""
+
+
+class _ServerError(Exception):
+    """Internal: the server answered with an error; the client layer wraps it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, message)
+        self.status = status
+        self.message = message

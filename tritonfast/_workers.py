@@ -1,0 +1,74 @@
+"""A pool of daemon worker threads over a bounded queue.
+
+Unlike ``concurrent.futures.ThreadPoolExecutor``, whose workers the interpreter
+joins at exit, these threads never hold up interpreter exit: a forgotten
+``close()`` costs nothing. Workers start on demand, one each time work arrives
+and no worker is idle, up to ``max_workers``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, List, Optional
+
+_STOP = object()
+
+
+class WorkerPool:
+    def __init__(self, max_workers: int, max_queue_size: Optional[int] = None, name: str = "tritonfast"):
+        self._max_workers = max_workers
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max_queue_size or 0)
+        self._name = name
+        self._lock = threading.Lock()
+        self._threads: List[threading.Thread] = []
+        self._idle = 0
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any, block: bool = True,
+               timeout: Optional[float] = None, **kwargs: Any) -> Future:
+        """Queues ``fn(*args, **kwargs)``; ``queue.Full`` when the queue stays full."""
+        future: Future = Future()
+        self._queue.put((future, fn, args, kwargs), block=block, timeout=timeout)
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._max_workers and not self._shutdown:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                self._idle += 1
+                thread.start()
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Lets queued work finish, then stops every worker; joins them if ``wait``."""
+        with self._lock:
+            if self._shutdown:
+                threads = []
+            else:
+                self._shutdown = True
+                threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(_STOP)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is _STOP:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                    future.set_exception(e)
+            del item, future, fn, args, kwargs
+            with self._lock:
+                self._idle += 1

@@ -1,0 +1,454 @@
+"""PyTriton-compatible clients over tritonfast's native HTTP transport.
+
+``ModelClient`` and ``FuturesModelClient`` take the arguments of
+``pytriton.client`` and behave the same way, with these fixes (see the README):
+one client is safe to share between threads; timeouts bound every request;
+the first lazy call checks readiness once and fetches the config once; an
+unknown model raises ``PyTritonClientModelUnavailableError``; ``https://``
+works; batches larger than ``max_batch_size`` are split and sent concurrently.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import logging
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from tritonfast import _core
+from tritonfast._transport import create_transport
+from tritonfast._url import TritonUrl
+from tritonfast._workers import WorkerPool
+from tritonfast.exceptions import (
+    PyTritonClientClosedError,
+    PyTritonClientConnectionError,
+    PyTritonClientInferenceServerError,
+    PyTritonClientModelDoesntSupportBatchingError,
+    PyTritonClientModelUnavailableError,
+    PyTritonClientTimeoutError,
+    PyTritonClientValueError,
+    _ServerError,
+)
+from tritonfast.model_config import TritonModelConfig, parse_model_config
+
+_LOGGER = logging.getLogger("tritonfast.client")
+
+DEFAULT_INFERENCE_TIMEOUT_S = 60.0
+DEFAULT_INIT_TIMEOUT_S = 300.0
+LATEST_MODEL_VERSION = "<latest>"
+
+# Readiness polling: the first retry comes after this many seconds, each next
+# one after twice as long, up to the maximum (PyTriton polls once a second).
+POLL_FIRST_S = 0.05
+POLL_MAX_S = 1.0
+# A model the server reports as unknown for this long, while the server itself
+# is ready, is unavailable: a grace period for servers that register models
+# after they start (PyTriton binds models once tritonserver is up).
+UNKNOWN_MODEL_GRACE_S = 3.0
+# Chunks of one oversized batch in flight at once, shared by all clients.
+MAX_CHUNK_WORKERS = 16
+
+_ParamValue = Union[str, int, bool]
+
+_chunk_pool_lock = threading.Lock()
+_chunk_pool: Optional[WorkerPool] = None
+
+
+def _chunk_workers() -> WorkerPool:
+    global _chunk_pool
+    with _chunk_pool_lock:
+        if _chunk_pool is None:
+            _chunk_pool = WorkerPool(MAX_CHUNK_WORKERS, name="tritonfast-chunk")
+        return _chunk_pool
+
+
+def _verify_inputs_args(inputs: tuple, named_inputs: dict) -> None:
+    if not inputs and not named_inputs:
+        raise PyTritonClientValueError("Provide input data")
+    if inputs and named_inputs:
+        raise PyTritonClientValueError("Use either positional either keyword method arguments convention")
+
+
+def _verify_parameters(parameters_or_headers: Optional[Dict[str, _ParamValue]]) -> None:
+    if parameters_or_headers is None:
+        return
+    if not isinstance(parameters_or_headers, dict):
+        raise PyTritonClientValueError("Parameters and headers must be a dictionary")
+    for key, value in parameters_or_headers.items():
+        if not isinstance(key, str):
+            raise PyTritonClientValueError("Parameter/header key must be a string")
+        if not isinstance(value, (str, int, bool)):
+            raise PyTritonClientValueError("Parameter/header value must be a string, integer or boolean")
+
+
+class ModelClient:
+    """Synchronous client of one model; thread-safe.
+
+    Args:
+        url: ``[http|https://]host[:port]``; http and port 8000 by default.
+        model_name: name of the model.
+        model_version: version to use; the server's latest when None.
+        lazy_init: wait for the model and fetch its config on first use (True)
+            or in the constructor (False).
+        init_timeout_s: bound on waiting for the server and model (300 s).
+        inference_timeout_s: bound on each request, inference or not (60 s).
+        model_config: a config to use instead of fetching one.
+        ensure_model_is_ready: with ``model_config``, still wait for the model
+            (and refresh the config from the server) before the first inference.
+        access_token: sent as the ``triton-access-token`` header.
+        split_large_batches: split a batch larger than the model's
+            ``max_batch_size`` into chunks sent concurrently (tritonfast only).
+        ssl_context: for ``https://`` urls; ``ssl.create_default_context()``
+            when None (tritonfast only).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        model_version: Optional[str] = None,
+        *,
+        lazy_init: bool = True,
+        init_timeout_s: Optional[float] = None,
+        inference_timeout_s: Optional[float] = None,
+        model_config: Optional[TritonModelConfig] = None,
+        ensure_model_is_ready: bool = True,
+        access_token: Optional[str] = None,
+        split_large_batches: bool = True,
+        ssl_context: Any = None,
+    ):
+        self._triton_url = TritonUrl.from_url(url)
+        self._url = self._triton_url.with_scheme
+        if model_version is not None and not isinstance(model_version, (str, int)):
+            raise PyTritonClientValueError(
+                f"model_version must be a str, got {type(model_version).__name__}"
+            )
+        self._model_name = model_name
+        self._model_version = None if model_version is None else str(model_version)
+        self._init_timeout_s = DEFAULT_INIT_TIMEOUT_S if init_timeout_s is None else init_timeout_s
+        self._inference_timeout_s = (
+            DEFAULT_INFERENCE_TIMEOUT_S if inference_timeout_s is None else inference_timeout_s
+        )
+        self._access_token = access_token
+        self._auth_headers = {"triton-access-token": access_token} if access_token else {}
+        self._auth_header_list = list(self._auth_headers.items())
+        self._split_large_batches = split_large_batches
+        self._ssl_context = ssl_context
+        self._model_config = model_config
+        # True once the model was seen ready and its config is cached.
+        self._model_ready = model_config is not None and not ensure_model_is_ready
+        self._init_lock = threading.Lock()
+        self._request_ids = itertools.count(0)
+        version = self._model_version or ""
+        self._model_path = _core.model_target(model_name, version, "")
+        self._infer_target = _core.model_target(model_name, version, "/infer")
+        self._transport = create_transport(self._triton_url, ssl_context)
+        self._closed = False
+        if not lazy_init:
+            self._ensure_ready()
+
+    # ------------------------------------------------------------------ PyTriton API
+
+    @classmethod
+    def from_existing_client(cls, existing_client: "ModelClient") -> "ModelClient":
+        """A new client with the settings and cached config of ``existing_client``."""
+        return cls(
+            url=existing_client._url,
+            model_name=existing_client._model_name,
+            model_version=existing_client._model_version,
+            init_timeout_s=existing_client._init_timeout_s,
+            inference_timeout_s=existing_client._inference_timeout_s,
+            model_config=existing_client._model_config,
+            ensure_model_is_ready=False,
+            access_token=existing_client._access_token,
+            split_large_batches=existing_client._split_large_batches,
+            ssl_context=existing_client._ssl_context,
+        )
+
+    def __enter__(self) -> "ModelClient":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connections and frees idle buffers; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    @property
+    def model_config(self) -> TritonModelConfig:
+        """The model's config, fetched once (waiting for the model) and cached."""
+        if self._model_config is None:
+            self._ensure_ready()
+        return self._model_config
+
+    @property
+    def is_batching_supported(self) -> bool:
+        return self.model_config.max_batch_size > 0
+
+    def wait_for_server(self, timeout_s: float) -> None:
+        """Waits until the server is live and ready; PyTritonClientTimeoutError after ``timeout_s``."""
+        self._check_open()
+        deadline = time.monotonic() + timeout_s
+        delay = POLL_FIRST_S
+        while not self._server_ready(deadline):
+            if not self._sleep_until_retry(deadline, delay):
+                raise PyTritonClientTimeoutError(
+                    f"Waiting for server to be ready timed out. ({self._url}, {timeout_s} s)"
+                )
+            delay = min(2 * delay, POLL_MAX_S)
+
+    def wait_for_model(self, timeout_s: float) -> None:
+        """Waits until the model is ready; PyTritonClientTimeoutError after ``timeout_s``,
+        PyTritonClientModelUnavailableError when the server does not know it."""
+        self._check_open()
+        self._wait_for_model(time.monotonic() + timeout_s)
+
+    def load_model(self, config: Optional[str] = None, files: Optional[dict] = None) -> None:
+        """Asks the server to load the model (repository API), optionally with a config
+        JSON string and ``{"<version>/<file name>": bytes}`` files."""
+        self._check_open()
+        parameters: Dict[str, Any] = {}
+        if config is not None:
+            parameters["config"] = config
+        for path, content in (files or {}).items():
+            parameters[f"file:{path}"] = base64.b64encode(content).decode("ascii")
+        self._post_repository("load", {"parameters": parameters})
+
+    def unload_model(self) -> None:
+        """Asks the server to unload the model (repository API)."""
+        self._check_open()
+        self._post_repository("unload", {"parameters": {"unload_dependents": False}})
+
+    def infer_sample(
+        self,
+        *inputs: np.ndarray,
+        parameters: Optional[Dict[str, _ParamValue]] = None,
+        headers: Optional[Dict[str, _ParamValue]] = None,
+        **named_inputs: np.ndarray,
+    ) -> Dict[str, np.ndarray]:
+        """Infers one sample: on a batching model, a batch axis is added to every input
+        and taken off every output."""
+        _verify_inputs_args(inputs, named_inputs)
+        _verify_parameters(parameters)
+        _verify_parameters(headers)
+        config = self._ensure_ready()
+        batching = config.max_batch_size > 0
+        if batching:
+            inputs = tuple(x[np.newaxis, ...] for x in inputs)
+            named_inputs = {name: x[np.newaxis, ...] for name, x in named_inputs.items()}
+        result = self._infer(self._name_inputs(config, inputs, named_inputs), parameters, headers)
+        if batching:
+            result = {name: out[0] for name, out in result.items()}
+        return result
+
+    def infer_batch(
+        self,
+        *inputs: np.ndarray,
+        parameters: Optional[Dict[str, _ParamValue]] = None,
+        headers: Optional[Dict[str, _ParamValue]] = None,
+        **named_inputs: np.ndarray,
+    ) -> Dict[str, np.ndarray]:
+        """Infers a batch (the first axis of every input); a batch larger than the
+        model's ``max_batch_size`` is split into chunks sent concurrently."""
+        _verify_inputs_args(inputs, named_inputs)
+        _verify_parameters(parameters)
+        _verify_parameters(headers)
+        config = self._ensure_ready()
+        if config.max_batch_size <= 0:
+            raise PyTritonClientModelDoesntSupportBatchingError(
+                f"Model {config.model_name} doesn't support batching - use infer_sample method instead"
+            )
+        named = self._name_inputs(config, inputs, named_inputs)
+        if self._split_large_batches:
+            chunks = _split_batch(named, config.max_batch_size)
+            if chunks is not None:
+                return self._infer_chunks(chunks, parameters, headers)
+        return self._infer(named, parameters, headers)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PyTritonClientClosedError("ModelClient is closed")
+
+    def _describe_model(self) -> str:
+        return f"{self._model_name}/{self._model_version or LATEST_MODEL_VERSION}"
+
+    def _ensure_ready(self) -> TritonModelConfig:
+        """Waits for the model and fetches its config, once per client."""
+        if self._model_ready:
+            return self._model_config
+        with self._init_lock:
+            if not self._model_ready:
+                self._check_open()
+                deadline = time.monotonic() + self._init_timeout_s
+                self._wait_for_model(deadline)
+                self._model_config = self._fetch_config(deadline)
+                self._model_ready = True
+        return self._model_config
+
+    def _request(self, method: str, target: str, deadline: float, body: Optional[bytes] = None,
+                 idempotent: bool = True) -> Tuple[int, bytes]:
+        """One management request, bounded by the inference timeout and ``deadline``."""
+        timeout = max(0.0, min(self._inference_timeout_s, deadline - time.monotonic()))
+        headers = list(self._auth_headers.items())
+        return self._transport.request(method, target, headers, body, timeout, idempotent)
+
+    def _server_ready(self, deadline: float) -> bool:
+        try:
+            return self._request("GET", "/v2/health/ready", deadline)[0] == 200
+        except PyTritonClientTimeoutError:  # refused, reset, or no answer in time
+            return False
+
+    def _model_known(self, deadline: float) -> Optional[bool]:
+        """False when the server says it has no such model or version; None if unsure."""
+        try:
+            status, body = self._request("GET", self._model_path, deadline)
+        except PyTritonClientTimeoutError:
+            return None
+        if status == 200:
+            return True
+        message = _error_message(body).lower()
+        if "unknown model" in message or "not found" in message:
+            return False
+        return None
+
+    def _wait_for_model(self, deadline: float) -> None:
+        delay = POLL_FIRST_S
+        unknown_since: Optional[float] = None
+        server_seen = False
+        while True:
+            try:
+                status, _ = self._request("GET", f"{self._model_path}/ready", deadline)
+                server_seen = True
+            except PyTritonClientTimeoutError:
+                status = None
+            if status == 200:
+                return
+            if status is not None and self._server_ready(deadline):
+                if self._model_known(deadline) is False:
+                    now = time.monotonic()
+                    unknown_since = now if unknown_since is None else unknown_since
+                    if now - unknown_since >= UNKNOWN_MODEL_GRACE_S:
+                        raise PyTritonClientModelUnavailableError(
+                            f"Model {self._describe_model()} is not available on {self._url}: "
+                            "the server does not know this model or version"
+                        )
+                else:
+                    unknown_since = None
+            if not self._sleep_until_retry(deadline, delay):
+                if not server_seen:
+                    raise PyTritonClientTimeoutError(
+                        f"Waiting for server to be ready timed out. ({self._url})"
+                    )
+                raise PyTritonClientTimeoutError(
+                    f"Waiting for model {self._describe_model()} to be ready timed out. ({self._url})"
+                )
+            delay = min(2 * delay, POLL_MAX_S)
+
+    @staticmethod
+    def _sleep_until_retry(deadline: float, delay: float) -> bool:
+        """Sleeps before the next poll; False when the deadline has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        return True
+
+    def _fetch_config(self, deadline: float) -> TritonModelConfig:
+        status, body = self._request("GET", f"{self._model_path}/config", deadline)
+        if status != 200:
+            raise PyTritonClientInferenceServerError(
+                f"Fetching the config of model {self._describe_model()} from {self._url} failed "
+                f"with HTTP {status}: {_error_message(body)}"
+            )
+        return parse_model_config(json.loads(body))
+
+    def _post_repository(self, action: str, payload: dict) -> None:
+        target = _core.model_target(self._model_name, "", "").replace("/v2/models/", "/v2/repository/models/", 1)
+        deadline = time.monotonic() + self._inference_timeout_s
+        status, body = self._request("POST", f"{target}/{action}", deadline,
+                                     json.dumps(payload).encode(), idempotent=False)
+        if status != 200:
+            raise PyTritonClientInferenceServerError(
+                f"{action} of model {self._model_name} on {self._url} failed with HTTP {status}: "
+                f"{_error_message(body)}"
+            )
+
+    @staticmethod
+    def _name_inputs(config: TritonModelConfig, inputs: tuple, named_inputs: dict) -> Dict[str, Any]:
+        if named_inputs:
+            return named_inputs
+        # PyTriton's rule: positional inputs follow the config's order; extras are dropped.
+        return {spec.name: x for spec, x in zip(config.inputs or (), inputs)}
+
+    def _infer(self, inputs: Dict[str, Any], parameters: Optional[dict],
+               headers: Optional[dict]) -> Dict[str, np.ndarray]:
+        self._check_open()
+        if self._model_config is not None and self._model_config.decoupled:
+            raise PyTritonClientInferenceServerError(
+                "Model config is decoupled. Use DecoupledModelClient instead."
+            )
+        if headers:
+            header_list = [(k, str(v)) for k, v in {**self._auth_headers, **headers}.items()]
+        else:
+            header_list = self._auth_header_list
+        request_id = str(next(self._request_ids))
+        try:
+            return self._transport.infer(self._infer_target, header_list, request_id,
+                                         list(inputs.items()), None, parameters,
+                                         self._inference_timeout_s)
+        except _ServerError as e:
+            message = e.message
+            if "unknown model" in message.lower():
+                raise PyTritonClientModelUnavailableError(
+                    f"Model {self._describe_model()} is not available on {self._url}: {message}"
+                ) from e
+            raise PyTritonClientInferenceServerError(
+                f"Error occurred during inference request. Message: {message}"
+            ) from e
+        except PyTritonClientTimeoutError as e:
+            _LOGGER.error("inference of %s on %s failed: %s", self._describe_model(), self._url, e)
+            raise type(e)(
+                f"Timeout occurred during inference request. Timeout: {self._inference_timeout_s} s "
+                f"Message: {e} (model {self._describe_model()})"
+            ) from e
+
+    def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
+                      headers: Optional[dict]) -> Dict[str, np.ndarray]:
+        pool = _chunk_workers()
+        futures = [pool.submit(self._infer, chunk, parameters, headers) for chunk in chunks]
+        results = [f.result() for f in futures]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+
+def _split_batch(inputs: Dict[str, Any], max_batch_size: int) -> Optional[List[Dict[str, Any]]]:
+    """Chunks of at most ``max_batch_size`` rows, or None when no split is needed
+    (or possible: inputs disagree on their batch size)."""
+    batch = None
+    for x in inputs.values():
+        if not isinstance(x, np.ndarray) or x.ndim == 0 or x.shape[0] <= max_batch_size:
+            return None
+        if batch is None:
+            batch = x.shape[0]
+        elif x.shape[0] != batch:
+            return None
+    return [
+        {name: x[start:start + max_batch_size] for name, x in inputs.items()}
+        for start in range(0, batch, max_batch_size)
+    ]
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace") or "(empty response)"
