@@ -1,9 +1,16 @@
-"""Markdown table of a bench_codec.py run, from pytest-benchmark's JSON output.
+"""Markdown tables of a bench/ run, from pytest-benchmark's JSON output.
 
-    python bench/report.py bench/results.json
+    python bench/report.py bench/results.json        # bench_codec.py
+    python bench/report.py .benchmarks/http.json     # bench_http.py
 
-One row per group and tritonfast variant: tritonclient's mean, tritonfast's
-mean, and the speed-up (tritonclient mean / tritonfast mean).
+bench_codec.py: one row per group and tritonfast variant: tritonclient's mean,
+tritonfast's mean, and the speed-up (tritonclient mean / tritonfast mean).
+
+bench_http.py (benchmarks whose ``extra_info["kind"]`` is "http"): one table
+per group, one row per client: client CPU, wall time and minor page faults per
+request, and each client's CPU over tritonfast's. Then the peak-memory table
+(``kind`` "memory"): extra peak RSS of one round trip and its ratio to the
+payload. A JSON file holding both kinds prints both.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ def _impl(bench: dict) -> str:
 
 
 def build_table(data: dict) -> str:
+    """The codec table (benchmarks without an ``extra_info["kind"]``)."""
     means: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
+        if _kind(bench):
+            continue
         means[bench["group"]][_impl(bench)] = bench["stats"]["mean"]
 
     lines = [
@@ -46,12 +56,119 @@ def build_table(data: dict) -> str:
             lines.append(
                 f"| {group} | {impl} | {_fmt(base) if base else 'n/a'} | {_fmt(mean)} | {ratio} |"
             )
+    return "\n".join(lines) + _footer(data)
+
+
+def _kind(bench: dict) -> str | None:
+    return (bench.get("extra_info") or {}).get("kind")
+
+
+def _footer(data: dict) -> str:
     machine = data.get("machine_info", {})
-    cpu = machine.get("cpu", {}).get("brand_raw", "")
+    cpu = machine.get("cpu", {})
     footer = f"\n{machine.get('python_implementation', '')} {machine.get('python_version', '')}"
-    if cpu:
-        footer += f", {cpu}"
-    return "\n".join(lines) + footer.rstrip()
+    if cpu.get("brand_raw"):
+        footer += f", {cpu['brand_raw']}"
+    if cpu.get("count"):
+        footer += f", {cpu['count']} CPUs"
+    versions = next(
+        (b["extra_info"]["versions"] for b in data["benchmarks"] if (b.get("extra_info") or {}).get("versions")),
+        None,
+    )
+    if versions:
+        footer += "; " + ", ".join(f"{name} {version}" for name, version in versions.items())
+    return footer.rstrip()
+
+
+CLIENT_ORDER = ("tritonfast", "tritonclient", "pytriton")
+CLIENT_LABELS = {"tritonclient": "tritonclient.http", "pytriton": "PyTriton ModelClient"}
+
+
+def _client_order(impl: str) -> tuple:
+    return (CLIENT_ORDER.index(impl) if impl in CLIENT_ORDER else len(CLIENT_ORDER), impl)
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.1f}x" if base else "n/a"
+
+
+def build_http_tables(data: dict) -> str:
+    """Per group: CPU, wall and minor faults per request, and CPU / tritonfast's CPU."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        if _kind(bench) == "http":
+            groups[bench["group"]][bench["extra_info"]["impl"]] = bench["extra_info"]
+    sections = []
+    for group in groups:  # run order: sequential small, large, then concurrent
+        rows = groups[group]
+        base = rows.get("tritonfast", {})
+        lines = [
+            f"**{group}**",
+            "",
+            "| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
+            "| CPU vs tritonfast | median CPU vs tritonfast |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for impl in sorted(rows, key=_client_order):
+            info = rows[impl]
+            cpu, median = info["cpu_us_per_request"], info["cpu_us_per_request_median"]
+            lines.append(
+                f"| {CLIENT_LABELS.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} "
+                f"| {info['wall_us_per_request']:,.1f} | {info['minflt_per_request']:,.1f} "
+                f"| {_ratio(cpu, base.get('cpu_us_per_request'))} "
+                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} |"
+            )
+        requests = {info["requests"] for info in rows.values()}
+        lines.append(f"\n{'/'.join(str(r) for r in sorted(requests))} timed requests per client.")
+        sections.append("\n".join(lines))
+    if sections:
+        sections.append(
+            "CPU: `time.process_time` of the client process (all its threads), the benchmarks' timer; "
+            "mean over all timed requests, and the median round / requests per round. "
+            "Wall: elapsed time / requests (with requests in flight at once, the inverse of throughput). "
+            "Minor faults: `getrusage(RUSAGE_SELF).ru_minflt`."
+        )
+    return "\n\n".join(sections)
+
+
+def build_memory_table(data: dict) -> str:
+    rows = {
+        bench["extra_info"]["impl"]: bench["extra_info"]
+        for bench in data["benchmarks"]
+        if _kind(bench) == "memory"
+    }
+    if not rows:
+        return ""
+    mib = 1 << 20
+    payloads = {info["payload_bytes"] for info in rows.values()}
+    title = "/".join(f"{p / mib:g}" for p in sorted(payloads))
+    lines = [
+        f"**{title} MiB FP32 round trip: extra peak memory** (fresh process per client)",
+        "",
+        "| client | RSS before MiB | peak MiB | extra peak MiB | extra / payload | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for impl in sorted(rows, key=_client_order):
+        info = rows[impl]
+        lines.append(
+            f"| {CLIENT_LABELS.get(impl, impl)} | {info['rss_before_bytes'] / mib:,.0f} "
+            f"| {info['peak_bytes'] / mib:,.0f} | {info['delta_mib']:,.0f} | {info['ratio']:.2f}x "
+            f"| {info['wall_s']:.2f} |"
+        )
+    sources = {info["peak_source"] for info in rows.values()}
+    lines.append(f"\nPeak: {', '.join(sorted(sources))}.")
+    return "\n".join(lines)
+
+
+def build_report(data: dict) -> str:
+    sections = []
+    codec = any(not _kind(bench) for bench in data["benchmarks"])
+    if codec:
+        sections.append(build_table(data))  # ends with the footer
+    sections.extend(s for s in (build_http_tables(data), build_memory_table(data)) if s)
+    if not codec:
+        sections.append(_footer(data).strip())
+    return "\n\n".join(sections)
 
 
 def main(argv: list[str]) -> int:
@@ -59,7 +176,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as f:
-        print(build_table(json.load(f)))
+        print(build_report(json.load(f)))
     return 0
 
 
