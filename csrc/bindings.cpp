@@ -6,7 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <unordered_map>
 #include <string>
 #include <string_view>
@@ -29,12 +31,26 @@ namespace {
 // Below this many bytes the work takes less time than handing the GIL over.
 constexpr std::uint64_t kReleaseGilMinBytes = 64 * 1024;
 
-// Releases the GIL for the scope when `release` is true.
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+// Releases the GIL for the scope when `release` is true. Used instead of
+// py::gil_scoped_release for one reason: at interpreter exit, a daemon thread
+// that takes the GIL back is ended by CPython with pthread_exit, whose forced
+// unwind cannot pass a destructor and aborts the process. Such a thread is
+// parked instead; the process is exiting anyway.
 class MaybeReleaseGil {
  public:
-  explicit MaybeReleaseGil(bool release) : state_(release ? PyEval_SaveThread() : nullptr) {}
+  explicit MaybeReleaseGil(bool release = true) : state_(release ? PyEval_SaveThread() : nullptr) {}
   ~MaybeReleaseGil() {
-    if (state_) PyEval_RestoreThread(state_);
+    if (!state_) return;
+    while (interpreter_finalizing()) std::this_thread::sleep_for(std::chrono::seconds(1));
+    PyEval_RestoreThread(state_);
   }
   MaybeReleaseGil(const MaybeReleaseGil&) = delete;
   MaybeReleaseGil& operator=(const MaybeReleaseGil&) = delete;
@@ -556,7 +572,7 @@ class PyHttpClient {
     Response response;
     {
       // Safe: only C++ objects owned by this frame are used.
-      py::gil_scoped_release nogil;
+      MaybeReleaseGil nogil;
       const http::Request wire =
           http::build_request(method, target, client_.endpoint().authority(), header_list, payload);
       response = client_.perform(wire, deadline(timeout_s), idempotent);
@@ -574,14 +590,14 @@ class PyHttpClient {
     {
       // Safe: `prepared` holds references to every input array and owns the
       // serialized BYTES; the transport touches nothing else.
-      py::gil_scoped_release nogil;
+      MaybeReleaseGil nogil;
       response = client_.perform(prepared.build(), deadline(timeout_s), /*idempotent=*/false);
     }
     return infer_result(response.head, std::move(response.body));
   }
 
   void close() {
-    py::gil_scoped_release nogil;  // Safe: C++ only; may wait for the pool's mutex.
+    MaybeReleaseGil nogil;  // Safe: C++ only; may wait for the pool's mutex.
     client_.close();
   }
 

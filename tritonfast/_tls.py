@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Tuple
 from tritonfast import _core
 from tritonfast._transport import MAX_IDLE_CONNECTIONS
 from tritonfast._url import TritonUrl
-from tritonfast.exceptions import PyTritonClientConnectionError, PyTritonClientTimeoutError
+from tritonfast.exceptions import PyTritonClientConnectionError, PyTritonClientTimeoutError, TlsError
 
 # Size of the buffer the response head is received into.
 HEAD_CHUNK_BYTES = 64 * 1024
@@ -124,7 +124,9 @@ class TlsTransport:
             return self._context.wrap_socket(raw, server_hostname=self._url.hostname)
         except (socket.timeout, TimeoutError) as e:
             raise PyTritonClientTimeoutError(f"connecting to {self.authority} timed out: {e}") from e
-        except (ssl.SSLError, OSError) as e:
+        except ssl.SSLError as e:
+            raise TlsError(f"TLS handshake with {self.authority} failed: {e}") from e
+        except OSError as e:
             raise PyTritonClientConnectionError(f"connection to {self.authority} failed: {e}") from e
 
     def _checkout(self, deadline: Optional[float]) -> Tuple[ssl.SSLSocket, bool]:

@@ -3,7 +3,8 @@
 Unlike ``concurrent.futures.ThreadPoolExecutor``, whose workers the interpreter
 joins at exit, these threads never hold up interpreter exit: a forgotten
 ``close()`` costs nothing. Workers start on demand, one each time work arrives
-and no worker is idle, up to ``max_workers``.
+and no worker is idle, up to ``max_workers``; an idle worker is claimed by the
+submission that will wake it, so a burst starts as many workers as it needs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class WorkerPool:
         self._name = name
         self._lock = threading.Lock()
         self._threads: List[threading.Thread] = []
-        self._idle = 0
+        # One permit per idle worker; a submission takes one or starts a worker.
+        self._idle = threading.Semaphore(0)
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], *args: Any, block: bool = True,
@@ -31,13 +33,14 @@ class WorkerPool:
         """Queues ``fn(*args, **kwargs)``; ``queue.Full`` when the queue stays full."""
         future: Future = Future()
         self._queue.put((future, fn, args, kwargs), block=block, timeout=timeout)
+        if self._idle.acquire(blocking=False):
+            return future
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self._max_workers and not self._shutdown:
+            if len(self._threads) < self._max_workers and not self._shutdown:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
-                self._idle += 1
                 thread.start()
         return future
 
@@ -59,8 +62,6 @@ class WorkerPool:
     def _work(self) -> None:
         while True:
             item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
             if item is _STOP:
                 return
             future, fn, args, kwargs = item
@@ -70,5 +71,4 @@ class WorkerPool:
                 except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
                     future.set_exception(e)
             del item, future, fn, args, kwargs
-            with self._lock:
-                self._idle += 1
+            self._idle.release()

@@ -32,6 +32,7 @@ from tritonfast.exceptions import (
     PyTritonClientModelUnavailableError,
     PyTritonClientTimeoutError,
     PyTritonClientValueError,
+    TlsError,
     _ServerError,
 )
 from tritonfast.model_config import TritonModelConfig, parse_model_config
@@ -302,18 +303,25 @@ class ModelClient:
         headers = list(self._auth_headers.items())
         return self._transport.request(method, target, headers, body, timeout, idempotent)
 
-    def _server_ready(self, deadline: float) -> bool:
+    def _poll(self, target: str, deadline: float) -> Optional[Tuple[int, bytes]]:
+        """A readiness request; None when the server is not reachable (yet)."""
         try:
-            return self._request("GET", "/v2/health/ready", deadline)[0] == 200
+            return self._request("GET", target, deadline)
+        except TlsError:
+            raise  # an untrusted certificate stays untrusted: no point waiting
         except PyTritonClientTimeoutError:  # refused, reset, or no answer in time
-            return False
+            return None
+
+    def _server_ready(self, deadline: float) -> bool:
+        response = self._poll("/v2/health/ready", deadline)
+        return response is not None and response[0] == 200
 
     def _model_known(self, deadline: float) -> Optional[bool]:
         """False when the server says it has no such model or version; None if unsure."""
-        try:
-            status, body = self._request("GET", self._model_path, deadline)
-        except PyTritonClientTimeoutError:
+        response = self._poll(self._model_path, deadline)
+        if response is None:
             return None
+        status, body = response
         if status == 200:
             return True
         message = _error_message(body).lower()
@@ -326,11 +334,9 @@ class ModelClient:
         unknown_since: Optional[float] = None
         server_seen = False
         while True:
-            try:
-                status, _ = self._request("GET", f"{self._model_path}/ready", deadline)
-                server_seen = True
-            except PyTritonClientTimeoutError:
-                status = None
+            response = self._poll(f"{self._model_path}/ready", deadline)
+            status = None if response is None else response[0]
+            server_seen = server_seen or response is not None
             if status == 200:
                 return
             if status is not None and self._server_ready(deadline):

@@ -11,6 +11,7 @@
         │   └── ProtocolError                     the server's response breaks HTTP or Triton's protocol
         ├── PyTritonClientTimeoutError            server, model or inference deadline passed
         │   └── PyTritonClientConnectionError     connection refused, reset or closed early
+        │       └── TlsError                      certificate or TLS handshake failure (never retried)
         ├── PyTritonClientModelUnavailableError   model or version unknown to the server
         ├── PyTritonClientClosedError             the client was closed
         ├── PyTritonClientModelDoesntSupportBatchingError
@@ -41,6 +42,7 @@ __all__ = [
     "PyTritonClientQueueFullError",
     "PyTritonClientTimeoutError",
     "PyTritonClientValueError",
+    "TlsError",
 ]
 
 
@@ -81,6 +83,11 @@ class PyTritonClientTimeoutError(PyTritonClientError):
 
 class PyTritonClientConnectionError(PyTritonClientTimeoutError):
     """The connection was refused, reset, or closed before the response was complete."""
+
+
+class TlsError(PyTritonClientConnectionError):
+    """The TLS handshake failed (e.g. the server's certificate is not trusted);
+    waiting for the server does not help, so it is raised at once."""
 
 
 class PyTritonClientModelUnavailableError(PyTritonClientError):
