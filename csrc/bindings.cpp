@@ -493,6 +493,9 @@ py::object output_array(const OutputTensor& output, const http::Body& body, py::
   if (output.kind == OutputKind::kSharedMemory) return py::none();
   std::vector<py::ssize_t> shape(output.shape.begin(), output.shape.end());
   if (output.kind == OutputKind::kJson) {
+    if (!output.data.is_array()) {
+      throw ProtocolError("output '" + output.name + "': JSON 'data' is not an array");
+    }
     py::object np = py::module_::import("numpy");
     if (output.datatype == "BYTES") {
       py::list items;
@@ -536,7 +539,14 @@ py::dict outputs_from(const InferResponse& response, http::Body body) {
   const http::Body& held = *owned;
   py::dict result;
   for (const auto& output : response.outputs) {
-    result[py::str(output.name)] = output_array(output, held, owner);
+    try {
+      result[py::str(output.name)] = output_array(output, held, owner);
+    } catch (py::error_already_set& e) {
+      // numpy refused what the server sent (JSON data that does not fit the
+      // shape or datatype, a shape numpy cannot hold): the server is at fault.
+      throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
+                          describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
+    }
   }
   return result;
 }
@@ -612,6 +622,11 @@ class PyHttpClient {
   HttpClient client_;
 };
 
+py::str latin1(const std::string& text) {
+  return py::reinterpret_steal<py::str>(
+      PyUnicode_DecodeLatin1(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr));
+}
+
 // The sans-I/O response parser, for drivers written in Python (TLS) and tests.
 class PyResponseParser {
  public:
@@ -641,7 +656,10 @@ class PyResponseParser {
   }
   py::list headers() const {
     py::list out;
-    for (const auto& h : parser_.head().headers) out.append(py::make_tuple(h.name, h.value));
+    // HTTP header values are bytes; latin-1 maps each one to a code point.
+    for (const auto& h : parser_.head().headers) {
+      out.append(py::make_tuple(latin1(h.name), latin1(h.value)));
+    }
     return out;
   }
   py::bytes body() {
@@ -737,7 +755,10 @@ PYBIND11_MODULE(_core, m) {
       raise_tritonfast("PyTritonClientTimeoutError", e.what());
     } catch (const ServerError& e) {
       py::object cls = py::module_::import("tritonfast.exceptions").attr("_ServerError");
-      PyErr_SetObject(cls.ptr(), cls(e.status, e.message).ptr());
+      // A proxy's error page need not be UTF-8: never fail on the message itself.
+      py::object message = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+          e.message.data(), static_cast<Py_ssize_t>(e.message.size()), "replace"));
+      PyErr_SetObject(cls.ptr(), cls(e.status, message).ptr());
     }
   });
 

@@ -423,8 +423,10 @@ class ModelClient:
             ) from e
         except PyTritonClientTimeoutError as e:
             _LOGGER.error("inference of %s on %s failed: %s", self._describe_model(), self._url, e)
+            # PyTriton's wording for timeouts; a broken connection says what it is.
+            what = "Connection failed" if isinstance(e, PyTritonClientConnectionError) else "Timeout occurred"
             raise type(e)(
-                f"Timeout occurred during inference request. Timeout: {self._inference_timeout_s} s "
+                f"{what} during inference request. Timeout: {self._inference_timeout_s} s "
                 f"Message: {e} (model {self._describe_model()})"
             ) from e
 

@@ -51,23 +51,32 @@ std::shared_ptr<BufferPool> BufferPool::create(std::size_t max_idle_bytes) {
 }
 
 Buffer BufferPool::acquire(std::size_t min_capacity) {
-  if (min_capacity >= kMinPooledBytes) {
+  const bool small = min_capacity <= kSmallBytes;
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = idle_.lower_bound(min_capacity);
-    if (it != idle_.end() && it->first / 2 <= min_capacity) {
+    auto& idle = small ? idle_small_ : idle_;
+    auto it = idle.lower_bound(min_capacity);
+    if (it != idle.end() && (small || it->first / 2 <= min_capacity)) {
       Buffer found(it->second, it->first, shared_from_this());
-      idle_bytes_ -= it->first;
-      idle_.erase(it);
+      if (!small) idle_bytes_ -= it->first;
+      idle.erase(it);
       return found;
     }
   }
-  return Buffer(allocate(min_capacity), min_capacity, shared_from_this());
+  const std::size_t capacity =
+      small ? (min_capacity + kSmallStep - 1) / kSmallStep * kSmallStep : min_capacity;
+  return Buffer(allocate(capacity), capacity, shared_from_this());
 }
 
 void BufferPool::give_back(std::uint8_t* data, std::size_t capacity) {
-  if (capacity >= kMinPooledBytes) {
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (idle_bytes_ + capacity <= max_idle_bytes_) {
+    if (capacity <= kSmallBytes) {
+      if (idle_small_.size() < kMaxIdleSmall) {
+        idle_small_.emplace(capacity, data);
+        return;
+      }
+    } else if (idle_bytes_ + capacity <= max_idle_bytes_) {
       idle_.emplace(capacity, data);
       idle_bytes_ += capacity;
       return;
@@ -77,13 +86,15 @@ void BufferPool::give_back(std::uint8_t* data, std::size_t capacity) {
 }
 
 void BufferPool::trim() {
-  std::multimap<std::size_t, std::uint8_t*> idle;
+  std::multimap<std::size_t, std::uint8_t*> idle, idle_small;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     idle.swap(idle_);
+    idle_small.swap(idle_small_);
     idle_bytes_ = 0;
   }
   for (auto& entry : idle) std::free(entry.second);
+  for (auto& entry : idle_small) std::free(entry.second);
 }
 
 std::size_t BufferPool::idle_bytes() const {

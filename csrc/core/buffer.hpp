@@ -40,20 +40,27 @@ class Buffer {
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  // Buffers smaller than this come straight from malloc, whose own caches
-  // already serve them without page faults.
-  static constexpr std::size_t kMinPooledBytes = 64 * 1024;
+  // Small buffers are sized in steps of this, so that one idle buffer serves
+  // every small response (an aligned malloc + free per request costs more
+  // than the rest of the response handling).
+  static constexpr std::size_t kSmallStep = 4096;
+  // Idle buffers up to this size are kept regardless of max_idle_bytes, at most
+  // kMaxIdleSmall of them (one per request in flight is what a client needs).
+  static constexpr std::size_t kSmallBytes = 64 * 1024;
+  static constexpr std::size_t kMaxIdleSmall = 64;
   // Alignment of every buffer: enough for any dtype and for AVX-512 loads.
   static constexpr std::size_t kAlignment = 64;
 
-  // Keeps at most `max_idle_bytes` of idle buffers for reuse (0: never keeps any).
+  // Keeps at most `max_idle_bytes` of idle large buffers for reuse (0: none),
+  // plus up to kMaxIdleSmall small ones.
   static std::shared_ptr<BufferPool> create(std::size_t max_idle_bytes);
   ~BufferPool() { trim(); }
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
   // A buffer of at least `min_capacity` bytes: the smallest idle one that fits
-  // without wasting more than half of it, or a new one. Thread-safe.
+  // without wasting more than half of it (any idle small one for a small
+  // request), or a new one. Thread-safe.
   Buffer acquire(std::size_t min_capacity);
 
   // Frees every idle buffer.
@@ -68,8 +75,9 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
 
   const std::size_t max_idle_bytes_;
   mutable std::mutex mutex_;
-  std::multimap<std::size_t, std::uint8_t*> idle_;  // capacity -> block
-  std::size_t idle_bytes_ = 0;
+  std::multimap<std::size_t, std::uint8_t*> idle_;  // large: capacity -> block
+  std::size_t idle_bytes_ = 0;                      // of the large ones
+  std::multimap<std::size_t, std::uint8_t*> idle_small_;
 };
 
 }  // namespace tritonfast

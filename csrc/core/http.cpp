@@ -305,6 +305,8 @@ namespace {
 // from there (one copy per doubling, so each byte is copied about once more
 // on average).
 constexpr std::size_t kMinGrowBytes = 16 * 1024;
+// Header fields reserved for on the first one: Triton sends 3-5.
+constexpr std::size_t kTypicalHeaderCount = 8;
 
 enum class Phase {
   kHead,          // status line and header fields (interim 1xx heads too)
@@ -594,6 +596,7 @@ void ResponseParser::State::header_line(std::string_view s) {
     fail("response has more than " + std::to_string(kMaxHeaderCount) +
          " header fields (kMaxHeaderCount)");
   }
+  if (head.headers.empty()) head.headers.reserve(kTypicalHeaderCount);
   head.headers.push_back(Header{std::string(name), std::string(value)});
 }
 

@@ -229,13 +229,14 @@ std::string optional_string(const json::Value& root, std::string_view key, const
   protocol_error(std::string(where) + " '" + std::string(key) + "' is not a string");
 }
 
-// A member that must be an object when present; null when absent.
-json::Value optional_object(const json::Value& root, std::string_view key,
-                            const std::string& where) {
+// A member that must be an object when present; null when absent. Moved out of
+// `root`, which the caller owns and no longer needs (copying costs allocations).
+json::Value take_optional_object(const json::Value& root, std::string_view key,
+                                 const std::string& where) {
   const json::Value* v = root.find(key);
   if (v == nullptr || v->is_null()) return json::Value::null();
   if (!v->is_object()) protocol_error(where + ": '" + std::string(key) + "' is not an object");
-  return *v;
+  return std::move(*const_cast<json::Value*>(v));
 }
 
 // A parameter that, when present, must be a non-negative integer.
@@ -276,7 +277,7 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
   response.model_name = optional_string(root, "model_name", "response");
   response.model_version = optional_string(root, "model_version", "response");
   response.id = optional_string(root, "id", "response");
-  response.parameters = optional_object(root, "parameters", "response");
+  response.parameters = take_optional_object(root, "parameters", "response");
 
   const json::Value* outputs = root.find("outputs");
   if (outputs == nullptr || !outputs->is_array()) {
@@ -333,7 +334,7 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
                      " overflows a 64-bit byte count");
     }
 
-    out.parameters = optional_object(o, "parameters", owner);
+    out.parameters = take_optional_object(o, "parameters", owner);
     std::uint64_t n = 0;
     if (size_parameter(out.parameters, "binary_data_size", owner, &n)) {
       out.kind = OutputKind::kBinary;
@@ -352,7 +353,7 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
       offset += n;
     } else if (const json::Value* data = o.find("data")) {
       out.kind = OutputKind::kJson;
-      out.data = *data;
+      out.data = std::move(*const_cast<json::Value*>(data));  // root is ours; see above
     } else {
       out.kind = OutputKind::kSharedMemory;
       std::uint64_t shm_size = 0;

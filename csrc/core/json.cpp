@@ -65,6 +65,12 @@ Value Value::object(std::vector<std::pair<std::string, Value>> members) {
 
 namespace {
 
+// First allocation of an object's members / an array's items: Triton's
+// response objects have up to 6 members, shapes up to 4 dimensions; reserving
+// up front saves the regrowth copies of a Value-sized element.
+constexpr std::size_t kInitialMembers = 8;
+constexpr std::size_t kInitialItems = 4;
+
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 inline int hex_value(char c) {
@@ -222,6 +228,7 @@ class Parser {
       ++i_;
       return Value::object(std::move(members));
     }
+    members.reserve(kInitialMembers);
     for (;;) {
       skip_ws();
       if (i_ >= n_ || s_[i_] != '"') fail_unexpected(i_, "a string key");
@@ -254,6 +261,7 @@ class Parser {
       ++i_;
       return Value::array(std::move(items));
     }
+    items.reserve(kInitialItems);
     for (;;) {
       skip_ws();
       items.push_back(value(depth));
