@@ -365,12 +365,25 @@ class PreparedInfer {
     request_.id = request_id;
     request_.parameters = to_parameters("request", parameters);
     for (auto item : py::reinterpret_borrow<py::iterable>(inputs)) {
-      auto pair = py::reinterpret_borrow<py::tuple>(item);
-      add_input(pair[0].cast<std::string>(), pair[1]);
+      auto entry = py::reinterpret_borrow<py::tuple>(item);
+      if (entry.size() == 4) {
+        add_shared_memory_input(entry);
+      } else {
+        add_input(entry[0].cast<std::string>(), entry[1]);
+      }
     }
     if (!outputs.is_none()) {
-      for (auto name : py::reinterpret_borrow<py::iterable>(outputs)) {
-        request_.outputs.push_back(RequestedOutput{name.cast<std::string>()});
+      for (auto item : py::reinterpret_borrow<py::iterable>(outputs)) {
+        if (PyTuple_Check(item.ptr())) {
+          // (name, (region, byte_size, offset)): the server writes it into shared memory.
+          auto entry = py::reinterpret_borrow<py::tuple>(item);
+          RequestedOutput output{entry[0].cast<std::string>()};
+          output.binary = false;
+          output.shared_memory = shared_memory_ref(entry[1]);
+          request_.outputs.push_back(std::move(output));
+        } else {
+          request_.outputs.push_back(RequestedOutput{item.cast<std::string>()});
+        }
       }
     }
   }
@@ -389,6 +402,23 @@ class PreparedInfer {
   const http::Request& wire() const { return wire_; }
 
  private:
+  static SharedMemoryRef shared_memory_ref(py::handle obj) {
+    auto ref = py::reinterpret_borrow<py::tuple>(obj);
+    return SharedMemoryRef{ref[0].cast<std::string>(), ref[1].cast<std::uint64_t>(),
+                           ref[2].cast<std::uint64_t>()};
+  }
+
+  // (name, datatype, shape, (region, byte_size, offset)): the tensor is already
+  // in a registered shared-memory region.
+  void add_shared_memory_input(const py::tuple& entry) {
+    InputTensor input;
+    input.name = entry[0].cast<std::string>();
+    input.datatype = entry[1].cast<std::string>();
+    input.shape = entry[2].cast<std::vector<std::int64_t>>();
+    input.shared_memory = shared_memory_ref(entry[3]);
+    request_.inputs.push_back(std::move(input));
+  }
+
   void add_input(const std::string& name, py::handle value) {
     if (!py::isinstance<py::array>(value)) {
       throw py::type_error("input '" + name + "' must be a numpy array, got " +
@@ -490,7 +520,10 @@ py::object numpy_dtype(const std::string& datatype) {
 }
 
 py::object output_array(const OutputTensor& output, const http::Body& body, py::handle owner) {
-  if (output.kind == OutputKind::kSharedMemory) return py::none();
+  if (output.kind == OutputKind::kSharedMemory) {
+    // The caller owns the region: it gets what to read from it.
+    return py::make_tuple(output.datatype, py::tuple(py::cast(output.shape)));
+  }
   std::vector<py::ssize_t> shape(output.shape.begin(), output.shape.end());
   if (output.kind == OutputKind::kJson) {
     if (!output.data.is_array()) {
