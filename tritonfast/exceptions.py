@@ -16,17 +16,24 @@
         ├── PyTritonClientClosedError             the client was closed
         ├── PyTritonClientModelDoesntSupportBatchingError
         ├── PyTritonClientInferenceServerError    the server answered with an error
-        └── PyTritonClientQueueFullError          FuturesModelClient queue is full
+        ├── PyTritonClientQueueFullError          FuturesModelClient queue is full
+        └── SharedMemoryError                     a shared-memory region cannot be created,
+                                                  mapped, accessed or registered
 
 Names and messages follow ``pytriton.client.exceptions`` so code written for
 PyTriton catches the same things. Two differences, both additive: the value
-errors are also builtin ``ValueError``s, and the codec errors are new classes.
+errors are also builtin ``ValueError``s, and the codec and shared-memory errors
+are new classes (``tritonfast.shm.SharedMemoryException`` and
+``tritonfast.cuda_shm.CudaSharedMemoryException`` are ``SharedMemoryError``, for
+code ported from ``tritonclient.utils``).
 ``PyTritonClientConnectionError`` is a timeout error because PyTriton reports
 every connection failure of its HTTP client as ``PyTritonClientTimeoutError``.
 Programming mistakes (a list passed where an array is needed) stay ``TypeError``.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 __all__ = [
     "DecodeError",
@@ -42,6 +49,7 @@ __all__ = [
     "PyTritonClientQueueFullError",
     "PyTritonClientTimeoutError",
     "PyTritonClientValueError",
+    "SharedMemoryError",
     "TlsError",
 ]
 
@@ -108,6 +116,20 @@ class PyTritonClientInferenceServerError(PyTritonClientError):
 
 class PyTritonClientQueueFullError(PyTritonClientError):
     """``FuturesModelClient`` was asked for more work than its queue holds."""
+
+
+class SharedMemoryError(PyTritonClientError):
+    """A system or CUDA shared-memory region cannot be created, opened, mapped or
+    accessed (the message names the key or device, the sizes and the OS or CUDA
+    error), an offset or size falls outside a region, or the server refused a
+    shared-memory request; ``status`` is then its HTTP status, else None."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):
+        return type(self), (self.message, self.status)
 
 
 class _ServerError(Exception):

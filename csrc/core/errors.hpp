@@ -42,3 +42,15 @@ class TimeoutError : public std::runtime_error {
 };
 
 }  // namespace tritonfast
+
+namespace tritonfast {
+
+// A shared-memory region (system or CUDA) cannot be created, opened, mapped or
+// accessed, or an offset/size falls outside it; the message names the key or
+// device, the sizes involved and the OS or CUDA error.
+class SharedMemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace tritonfast
