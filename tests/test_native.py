@@ -37,7 +37,7 @@ def test_native_suite(name: str, args: list, tmp_path: Path) -> None:
     binary = tmp_path / name
     build = subprocess.run(
         [_compiler(), "-std=c++17", "-O1", "-g", *SANITIZE, "-pthread", f"-I{REPO / 'csrc'}",
-         str(REPO / "csrc" / "tests" / f"{name}.cpp"), *CORE_SOURCES, "-o", str(binary)],
+         str(REPO / "csrc" / "tests" / f"{name}.cpp"), *CORE_SOURCES, "-o", str(binary), "-ldl"],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
     )
     assert build.returncode == 0, f"building {name} failed:\n{build.stderr[-4000:]}"

@@ -54,3 +54,10 @@ class SharedMemoryError : public std::runtime_error {
 };
 
 }  // namespace tritonfast
+
+namespace tritonfast {
+
+// Thread-safe strerror(): the text of an errno value.
+std::string errno_text(int error);
+
+}  // namespace tritonfast

@@ -25,17 +25,9 @@ constexpr mode_t kCreateMode = 0600;
 // our O_EXCL create failing and our attach (each lap is two syscalls).
 constexpr int kCreateAttempts = 8;
 
-[[maybe_unused]] std::string strerror_text(const char* text, const char*, int) { return text; }
-[[maybe_unused]] std::string strerror_text(int rc, const char* buffer, int error) {
-  return rc == 0 ? std::string(buffer) : "error " + std::to_string(error);
-}
-
-// Thread-safe strerror(), with the errno name a user can search for.
-std::string errno_text(int error) {
-  char buffer[256];
-  buffer[0] = '\0';
-  return strerror_text(strerror_r(error, buffer, sizeof buffer), buffer, error) + " (errno " +
-         std::to_string(error) + ")";
+// The errno text, with the number a user can search for.
+std::string errno_with_number(int error) {
+  return errno_text(error) + " (errno " + std::to_string(error) + ")";
 }
 
 std::string bytes_text(std::uint64_t n) { return std::to_string(n) + " bytes"; }
@@ -60,7 +52,7 @@ std::uint8_t* map(const std::string& key, int fd, std::size_t size) {
   if (p == MAP_FAILED) {
     const int err = errno;
     throw SharedMemoryError("cannot map shared memory region '" + key + "' (" + bytes_text(size) +
-                            "): mmap failed: " + errno_text(err));
+                            "): mmap failed: " + errno_with_number(err));
   }
   return static_cast<std::uint8_t*>(p);
 }
@@ -71,7 +63,7 @@ std::size_t object_size(const std::string& key, int fd) {
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     throw SharedMemoryError("cannot read the size of shared memory region '" + key +
-                            "': fstat failed: " + errno_text(err));
+                            "': fstat failed: " + errno_with_number(err));
   }
   if (st.st_size <= 0) {
     throw SharedMemoryError("shared memory region '" + key +
@@ -132,7 +124,7 @@ std::shared_ptr<SystemRegion> SystemRegion::create(std::string key, std::size_t 
         ::shm_unlink(key.c_str());
         return SharedMemoryError("cannot create shared memory region '" + key + "' of " +
                                  bytes_text(byte_size) + ": " + step + " failed: " +
-                                 errno_text(err) + hint_for(err));
+                                 errno_with_number(err) + hint_for(err));
       };
       if (::ftruncate(created.get(), static_cast<off_t>(byte_size)) != 0) throw fail("ftruncate", errno);
       // ftruncate only sets the size; tmpfs hands out pages on first touch and
@@ -152,7 +144,7 @@ std::shared_ptr<SystemRegion> SystemRegion::create(std::string key, std::size_t 
     const int err = errno;
     if (err != EEXIST) {
       throw SharedMemoryError("cannot create shared memory region '" + key + "' of " +
-                              bytes_text(byte_size) + ": shm_open failed: " + errno_text(err) +
+                              bytes_text(byte_size) + ": shm_open failed: " + errno_with_number(err) +
                               hint_for(err));
     }
     if (create_only) {
@@ -164,7 +156,7 @@ std::shared_ptr<SystemRegion> SystemRegion::create(std::string key, std::size_t 
       const int open_err = errno;
       if (open_err == ENOENT) continue;  // unlinked since our create failed: try again
       throw SharedMemoryError("cannot attach to existing shared memory region '" + key +
-                              "': shm_open failed: " + errno_text(open_err) + hint_for(open_err));
+                              "': shm_open failed: " + errno_with_number(open_err) + hint_for(open_err));
     }
     const std::size_t size = object_size(key, existing.get());
     if (size < byte_size) {
@@ -185,7 +177,7 @@ std::shared_ptr<SystemRegion> SystemRegion::open(std::string key) {
   if (fd.get() < 0) {
     const int err = errno;
     throw SharedMemoryError("cannot open shared memory region '" + key +
-                            "': shm_open failed: " + errno_text(err) + hint_for(err));
+                            "': shm_open failed: " + errno_with_number(err) + hint_for(err));
   }
   const std::size_t size = object_size(key, fd.get());
   return std::shared_ptr<SystemRegion>(new SystemRegion(key, map(key, fd.get(), size), size, false));
@@ -200,7 +192,7 @@ void SystemRegion::unlink() {
   if (::shm_unlink(key_.c_str()) != 0 && errno != ENOENT) {
     const int err = errno;
     throw SharedMemoryError("cannot unlink shared memory region '" + key_ +
-                            "': shm_unlink failed: " + errno_text(err));
+                            "': shm_unlink failed: " + errno_with_number(err));
   }
   unlinked_ = true;
 }
