@@ -500,7 +500,7 @@ def test_non_contiguous_inputs(make_client, layout):
 
 
 def test_outputs_are_writable_views_independent_between_calls(make_client):
-    client = make_client("identity_fp32")
+    client = make_client("identity_fp32", shared_memory=None)  # the HTTP receive buffers
     first_in = np.full((2, 1 << 17), 1.0, np.float32)  # 1 MiB: a pooled receive buffer
     first = client.infer_batch(first_in)["OUTPUT0"]
     _assert_view_of_receive_buffer(first)
@@ -533,7 +533,7 @@ def test_outputs_of_one_response_share_one_buffer(make_client):
 
 
 def test_256_mib_fp32_round_trip(make_client):
-    client = make_client("identity_fp32")
+    client = make_client("identity_fp32", shared_memory=None)  # over HTTP: tests/test_client_shm.py has shm
     # Every element distinct (its index as float32 bits), so a misplaced chunk shows.
     data = np.arange(64 << 20, dtype=np.uint32).view(np.float32).reshape(1, 64 << 20)
     assert data.nbytes == 256 << 20

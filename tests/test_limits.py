@@ -18,8 +18,9 @@ CONFIG = TritonModelConfig(
 def test_body_of_2_gib_is_refused_before_sending(tmp_path, triton_server):
     # A sparse file mapped as the tensor: 2 GiB of address space, no memory used.
     big = np.memmap(tmp_path / "big.f32", dtype=np.float32, mode="w+", shape=(1, 2**29))
+    # Over HTTP: through shared memory ("auto" with a local server) there is no body to limit.
     with ModelClient(triton_server.http_url, "identity_fp32", model_config=CONFIG,
-                     ensure_model_is_ready=False) as client:
+                     ensure_model_is_ready=False, shared_memory=None) as client:
         with pytest.raises(EncodeError, match=r"request body of \d+ bytes reaches Triton's limit of 2147483647 bytes"):
             client.infer_batch(big)
         # The client is still usable afterwards.

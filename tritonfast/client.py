@@ -5,7 +5,9 @@
 one client is safe to share between threads; timeouts bound every request;
 the first lazy call checks readiness once and fetches the config once; an
 unknown model raises ``PyTritonClientModelUnavailableError``; ``https://``
-works; batches larger than ``max_batch_size`` are split and sent concurrently.
+works; batches larger than ``max_batch_size`` are split and sent concurrently;
+large tensors to a server on this host go through shared memory
+(``shared_memory=``, see ``tritonfast._shm_path``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from tritonfast import _core
+from tritonfast._shm_path import MODES as SHM_MODES
+from tritonfast._shm_path import SharedMemoryPath, check_cuda_available, is_loopback_literal
 from tritonfast._transport import create_transport
 from tritonfast._url import TritonUrl
 from tritonfast._workers import WorkerPool
@@ -106,6 +110,14 @@ class ModelClient:
             ``max_batch_size`` into chunks sent concurrently (tritonfast only).
         ssl_context: for ``https://`` urls; ``ssl.create_default_context()``
             when None (tritonfast only).
+        shared_memory: ``"auto"`` (default): system shared memory for requests
+            of at least 128 KiB (in or out) to a server on this host, plain HTTP
+            otherwise or where the server cannot use it; ``"system"``: always
+            (``SharedMemoryError`` when the server refuses); ``"cuda"``: CUDA
+            shared memory (``SharedMemoryError`` here when CUDA is missing);
+            ``None``: never (tritonfast only). Numeric outputs that came through
+            shared memory are views of a region that is reused only once every
+            view of it is gone.
     """
 
     def __init__(
@@ -122,6 +134,7 @@ class ModelClient:
         access_token: Optional[str] = None,
         split_large_batches: bool = True,
         ssl_context: Any = None,
+        shared_memory: Optional[str] = "auto",
     ):
         self._triton_url = TritonUrl.from_url(url)
         self._url = self._triton_url.with_scheme
@@ -148,6 +161,10 @@ class ModelClient:
         version = self._model_version or ""
         self._model_path = _core.model_target(model_name, version, "")
         self._infer_target = _core.model_target(model_name, version, "/infer")
+        self._shared_memory = shared_memory
+        self._shm_path = self._make_shm_path(shared_memory)
+        # The hot path's one check: None where shared memory does not apply.
+        self._shm: Optional[SharedMemoryPath] = self._shm_path
         self._transport = create_transport(self._triton_url, ssl_context)
         self._closed = False
         if not lazy_init:
@@ -169,6 +186,7 @@ class ModelClient:
             access_token=existing_client._access_token,
             split_large_batches=existing_client._split_large_batches,
             ssl_context=existing_client._ssl_context,
+            shared_memory=existing_client._shared_memory,
         )
 
     def __enter__(self) -> "ModelClient":
@@ -181,6 +199,9 @@ class ModelClient:
         """Closes the connections and frees idle buffers; idempotent."""
         if not self._closed:
             self._closed = True
+            self._shm = None
+            if self._shm_path is not None:
+                self._shm_path.close()
             self._transport.close()
 
     @property
@@ -279,6 +300,20 @@ class ModelClient:
     def _check_open(self) -> None:
         if self._closed:
             raise PyTritonClientClosedError("ModelClient is closed")
+
+    def _make_shm_path(self, mode: Optional[str]) -> Optional[SharedMemoryPath]:
+        if mode not in SHM_MODES:
+            raise PyTritonClientValueError(
+                f"shared_memory must be one of {SHM_MODES}, got {mode!r}"
+            )
+        if mode is None:
+            return None
+        if mode == "cuda":
+            check_cuda_available()
+        elif mode == "auto" and is_loopback_literal(self._triton_url.hostname) is False:
+            return None  # a remote address: decided here, no per-request cost
+        return SharedMemoryPath(mode, self._triton_url.hostname, self._triton_url.port,
+                                self._auth_header_list, self._inference_timeout_s, self._describe_model())
 
     def _describe_model(self) -> str:
         return f"{self._model_name}/{self._model_version or LATEST_MODEL_VERSION}"
@@ -409,6 +444,14 @@ class ModelClient:
             header_list = self._auth_header_list
         request_id = str(next(self._request_ids))
         try:
+            shm = self._shm
+            if shm is not None:
+                result = shm.infer(self._transport, self._infer_target, header_list, request_id,
+                                   inputs, parameters, self._inference_timeout_s, self._model_config)
+                if result is not None:
+                    return result
+                if shm.disabled:
+                    self._shm = None
             return self._transport.infer(self._infer_target, header_list, request_id,
                                          list(inputs.items()), None, parameters,
                                          self._inference_timeout_s)

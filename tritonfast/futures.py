@@ -33,6 +33,8 @@ class FuturesModelClient:
         max_queue_size: requests waiting for a worker at most; None: unlimited.
         non_blocking: when the queue is full, raise PyTritonClientQueueFullError at
             once instead of waiting up to ``inference_timeout_s``.
+        client_kwargs: further ``ModelClient`` keyword arguments, e.g.
+            ``shared_memory=`` or ``ssl_context=``.
 
     The workers are daemon threads sharing one client (and its connection pool),
     so requests run in parallel (the GIL is released during I/O) and a client
