@@ -2,13 +2,15 @@
 
     python bench/report.py bench/results.json        # bench_codec.py
     python bench/report.py .benchmarks/http.json     # bench_http.py
+    python bench/report.py .benchmarks/shm.json      # bench_shm.py
 
 bench_codec.py: one row per group and tritonfast variant: tritonclient's mean,
 tritonfast's mean, and the speed-up (tritonclient mean / tritonfast mean).
 
-bench_http.py (benchmarks whose ``extra_info["kind"]`` is "http"): one table
-per group, one row per client: client CPU, wall time and minor page faults per
-request, and each client's CPU over tritonfast's. Then the peak-memory table
+bench_http.py and bench_shm.py (benchmarks whose ``extra_info["kind"]`` is
+"http"): one table per group, one row per client: client CPU, wall time and
+minor page faults per request, and each client's CPU and wall time over those
+of tritonfast's plain HTTP path. Then the peak-memory table
 (``kind`` "memory"): extra peak RSS of one round trip and its ratio to the
 payload. A JSON file holding both kinds prints both.
 """
@@ -80,8 +82,15 @@ def _footer(data: dict) -> str:
     return footer.rstrip()
 
 
-CLIENT_ORDER = ("tritonfast", "tritonclient", "pytriton")
-CLIENT_LABELS = {"tritonclient": "tritonclient.http", "pytriton": "PyTriton ModelClient"}
+CLIENT_ORDER = ("tritonfast", "tritonfast-http", "tritonfast-shm", "tritonclient", "pytriton")
+CLIENT_LABELS = {
+    "tritonfast-http": "tritonfast, `shared_memory=None` (HTTP)",
+    "tritonfast-shm": 'tritonfast, `shared_memory="auto"` (system shm)',
+    "tritonclient": "tritonclient.http",
+    "pytriton": "PyTriton ModelClient",
+}
+# The row the ratio columns divide by: tritonfast's plain HTTP path.
+BASE_IMPLS = ("tritonfast", "tritonfast-http")
 
 
 def _client_order(impl: str) -> tuple:
@@ -89,7 +98,10 @@ def _client_order(impl: str) -> tuple:
 
 
 def _ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.1f}x" if base else "n/a"
+    if not base:
+        return "n/a"
+    ratio = value / base
+    return f"{ratio:.2f}x" if ratio < 1 else f"{ratio:.1f}x"
 
 
 def build_http_tables(data: dict) -> str:
@@ -101,13 +113,14 @@ def build_http_tables(data: dict) -> str:
     sections = []
     for group in groups:  # run order: sequential small, large, then concurrent
         rows = groups[group]
-        base = rows.get("tritonfast", {})
+        base_impl = next((impl for impl in BASE_IMPLS if impl in rows), "tritonfast")
+        base = rows.get(base_impl, {})
         lines = [
             f"**{group}**",
             "",
-            "| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
-            "| CPU vs tritonfast | median CPU vs tritonfast |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
+            f"| CPU vs {base_impl} | median CPU vs {base_impl} | wall vs {base_impl} |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for impl in sorted(rows, key=_client_order):
             info = rows[impl]
@@ -116,7 +129,8 @@ def build_http_tables(data: dict) -> str:
                 f"| {CLIENT_LABELS.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} "
                 f"| {info['wall_us_per_request']:,.1f} | {info['minflt_per_request']:,.1f} "
                 f"| {_ratio(cpu, base.get('cpu_us_per_request'))} "
-                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} |"
+                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} "
+                f"| {_ratio(info['wall_us_per_request'], base.get('wall_us_per_request'))} |"
             )
         requests = {info["requests"] for info in rows.values()}
         lines.append(f"\n{'/'.join(str(r) for r in sorted(requests))} timed requests per client.")
