@@ -26,6 +26,7 @@ import pytest
 
 import tritonfast
 import tritonfast.client
+from tests.clients import closing_clients
 from tests.triton_server import RAISES_MESSAGE, free_ports
 from tritonfast import ModelClient, TritonModelConfig
 from tritonfast.exceptions import (
@@ -63,16 +64,7 @@ def url(triton_server) -> str:
 @pytest.fixture
 def make_client(url) -> Iterator[Callable[..., ModelClient]]:
     """``make_client(model, **kwargs)``: a ModelClient on the raw server, closed after the test."""
-    clients: List[ModelClient] = []
-
-    def make(model_name: str, *args: Any, **kwargs: Any) -> ModelClient:
-        client = ModelClient(kwargs.pop("url", url), model_name, *args, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+    yield from closing_clients(ModelClient, url)
 
 
 class RecordingTransport:

@@ -29,6 +29,7 @@ import pytest
 
 import tritonfast
 import tritonfast.cuda_shm
+from tests.clients import closing_clients
 from tritonfast import FuturesModelClient, ModelClient, _shm_api, _shm_path, _shm_pool
 from tritonfast.exceptions import (
     PyTritonClientInferenceServerError,
@@ -48,17 +49,7 @@ def url(triton_server) -> str:
 @pytest.fixture
 def make_client(url) -> Iterator[Callable[..., ModelClient]]:
     """``make_client(model, **kwargs)``: a ModelClient (system shm unless told), closed after the test."""
-    clients: List[ModelClient] = []
-
-    def make(model_name: str, **kwargs: Any) -> ModelClient:
-        kwargs.setdefault("shared_memory", "system")
-        client = ModelClient(kwargs.pop("url", url), model_name, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+    yield from closing_clients(ModelClient, url, shared_memory="system")
 
 
 def _get_json(url: str) -> Any:

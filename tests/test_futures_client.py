@@ -10,12 +10,13 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
 
 import tritonfast.client
+from tests.clients import closing_clients
 from tests.triton_server import RAISES_MESSAGE
 from tritonfast import FuturesModelClient, TritonModelConfig
 from tritonfast.exceptions import (
@@ -39,16 +40,7 @@ def url(triton_server) -> str:
 @pytest.fixture
 def make_client(url) -> Iterator[Callable[..., FuturesModelClient]]:
     """``make_client(model, **kwargs)``: a FuturesModelClient on the raw server, closed after the test."""
-    clients: List[FuturesModelClient] = []
-
-    def make(model_name: str, *args: Any, **kwargs: Any) -> FuturesModelClient:
-        client = FuturesModelClient(kwargs.pop("url", url), model_name, *args, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+    yield from closing_clients(FuturesModelClient, url)
 
 
 def _slow_sample(seconds: float) -> np.ndarray:

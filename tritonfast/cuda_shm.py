@@ -42,6 +42,7 @@ import numpy as np
 
 from tritonfast import _core
 from tritonfast.exceptions import SharedMemoryError
+from tritonfast.shm import _offset, _shape  # the same argument checks as system regions
 
 __all__ = [
     "CudaSharedMemoryException",
@@ -193,20 +194,6 @@ class CudaSharedMemoryRegion:
 
     def destroy(self) -> None:
         destroy_shared_memory_region(self)
-
-
-def _offset(offset: Any, what: str = "offset") -> int:
-    """A non-negative int offset or size; SharedMemoryError otherwise."""
-    value = int(offset)
-    if value < 0:
-        raise SharedMemoryError(f"{what} {value} is negative")
-    return value
-
-
-def _shape(shape: Any) -> List[int]:
-    if isinstance(shape, (int, np.integer)):
-        return [int(shape)]
-    return [int(d) for d in shape]
 
 
 def _cuda_array_interface(value: Any) -> Optional[dict]:
