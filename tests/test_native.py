@@ -21,6 +21,8 @@ CORE_SOURCES = sorted(str(p) for p in (REPO / "csrc" / "core").glob("*.cpp"))
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
 # Fuzz iterations of test_framing under the sanitizers (~5 s); the file's own default is 200,000.
 FRAMING_FUZZ_ITERATIONS = "50000"
+# Fuzz iterations of test_shm (ElementReader and range checks) under the sanitizers (~2 s).
+SHM_FUZZ_ITERATIONS = "100000"
 BUILD_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 300
 
@@ -32,7 +34,11 @@ def _compiler() -> str:
     return cxx
 
 
-@pytest.mark.parametrize(("name", "args"), [("test_framing", [FRAMING_FUZZ_ITERATIONS]), ("test_transport", [])])
+@pytest.mark.parametrize(("name", "args"), [
+    ("test_framing", [FRAMING_FUZZ_ITERATIONS]),
+    ("test_transport", []),
+    ("test_shm", [SHM_FUZZ_ITERATIONS]),
+])
 def test_native_suite(name: str, args: list, tmp_path: Path) -> None:
     binary = tmp_path / name
     build = subprocess.run(
