@@ -13,6 +13,13 @@ minor page faults per request, and each client's CPU and wall time over those
 of tritonfast's plain HTTP path. Then the peak-memory table
 (``kind`` "memory"): extra peak RSS of one round trip and its ratio to the
 payload. A JSON file holding both kinds prints both.
+
+bench_e2e.py (``kind`` "e2e"): one table per payload, one row per in-flight
+level and client: client CPU per request, throughput, p50/p99 latency, minor
+faults, and CPU and throughput against tritonfast's plain HTTP row.
+
+bench_parse.py (``kind`` "parse"): build / parse mean and median per client
+and each client's mean over tritonfast's.
 """
 
 from __future__ import annotations
@@ -82,11 +89,12 @@ def _footer(data: dict) -> str:
     return footer.rstrip()
 
 
-CLIENT_ORDER = ("tritonfast", "tritonfast-http", "tritonfast-shm", "tritonclient", "pytriton")
+CLIENT_ORDER = ("tritonfast", "tritonfast-http", "tritonfast-shm", "tritonclient", "tritonclient-grpc", "pytriton")
 CLIENT_LABELS = {
     "tritonfast-http": "tritonfast, `shared_memory=None` (HTTP)",
     "tritonfast-shm": 'tritonfast, `shared_memory="auto"` (system shm)',
     "tritonclient": "tritonclient.http",
+    "tritonclient-grpc": "tritonclient.grpc",
     "pytriton": "PyTriton ModelClient",
 }
 # The row the ratio columns divide by: tritonfast's plain HTTP path.
@@ -174,12 +182,79 @@ def build_memory_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+E2E_LABELS = {**CLIENT_LABELS, "tritonfast": "**tritonfast**", "tritonfast-shm": 'tritonfast `shared_memory="auto"`'}
+
+
+def _us(us: float) -> str:
+    return f"{us / 1000:,.1f} ms" if us >= 10_000 else f"{us:,.0f} µs"
+
+
+def build_e2e_tables(data: dict) -> str:
+    """Per payload: CPU/request, throughput, p50/p99, faults at each in-flight level."""
+    cells: dict[str, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for bench in data["benchmarks"]:
+        if _kind(bench) == "e2e":
+            info = bench["extra_info"]
+            cells[info["payload"]][info["in_flight"]][info["impl"]] = info
+    sections = []
+    for payload, levels in cells.items():
+        model = next(iter(next(iter(levels.values())).values()))["model"]
+        lines = [
+            f"**{payload}** (`{model}`)",
+            "",
+            "| in flight | client | client CPU / request | throughput req/s | p50 | p99 | minor faults / request "
+            "| CPU vs tritonfast | throughput vs tritonfast |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in sorted(levels):
+            rows = levels[n]
+            base = rows.get("tritonfast", {})
+            for i, impl in enumerate(sorted(rows, key=_client_order)):
+                info = rows[impl]
+                lines.append(
+                    f"| {n if i == 0 else ''} | {E2E_LABELS.get(impl, impl)} | {_us(info['cpu_us_per_request'])} "
+                    f"| {info['throughput_rps']:,.0f} | {_us(info['p50_us'])} | {_us(info['p99_us'])} "
+                    f"| {info['minflt_per_request']:,.1f} "
+                    f"| {_ratio(info['cpu_us_per_request'], base.get('cpu_us_per_request'))} "
+                    f"| {_ratio(info['throughput_rps'], base.get('throughput_rps'))} |"
+                )
+        counts = [info["requests"] for rows in levels.values() for info in rows.values()]
+        lines.append(f"\n{min(counts):,}-{max(counts):,} timed requests per cell.")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def build_parse_table(data: dict) -> str:
+    """Build / parse without a server: mean (median) per client, ratio to tritonfast's mean."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        if _kind(bench) == "parse":
+            groups[bench["group"]][bench["extra_info"]["impl"]] = bench["stats"]
+    if not groups:
+        return ""
+    impls = sorted({impl for rows in groups.values() for impl in rows}, key=_client_order)
+    header = " | ".join(CLIENT_LABELS.get(i, i) for i in impls)
+    lines = [
+        f"| step, payload | {header} | " + " | ".join(f"{CLIENT_LABELS.get(i, i)} / tritonfast" for i in impls[1:]) + " |",
+        "|---|" + "---:|" * (2 * len(impls) - 1),
+    ]
+    for group in sorted(groups, key=lambda g: (not g.startswith("build"), g)):
+        rows = groups[group]
+        base = rows.get("tritonfast", {}).get("mean")
+        cells = [f"{_fmt(rows[i]['mean'])} ({_fmt(rows[i]['median'])})" if i in rows else "n/a" for i in impls]
+        ratios = [_ratio(rows[i]["mean"], base) if i in rows else "n/a" for i in impls[1:]]
+        lines.append(f"| {group} | " + " | ".join(cells + ratios) + " |")
+    lines.append("\nMean (median) wall time per call, one thread, no server.")
+    return "\n".join(lines)
+
+
 def build_report(data: dict) -> str:
     sections = []
     codec = any(not _kind(bench) for bench in data["benchmarks"])
     if codec:
         sections.append(build_table(data))  # ends with the footer
-    sections.extend(s for s in (build_http_tables(data), build_memory_table(data)) if s)
+    parts = (build_http_tables(data), build_memory_table(data), build_e2e_tables(data), build_parse_table(data))
+    sections.extend(s for s in parts if s)
     if not codec:
         sections.append(_footer(data).strip())
     return "\n\n".join(sections)
