@@ -6,7 +6,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <optional>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
@@ -521,7 +526,8 @@ py::object numpy_dtype(const std::string& datatype) {
   return py::reinterpret_borrow<py::object>(it->second);
 }
 
-py::object output_array(const OutputTensor& output, const http::Body& body, py::handle owner) {
+// `data`: where a binary output's bytes are (unused for the other kinds).
+py::object output_array(const OutputTensor& output, const std::uint8_t* data, py::handle owner) {
   if (output.kind == OutputKind::kSharedMemory) {
     // The caller owns the region: it gets what to read from it.
     return py::make_tuple(output.datatype, py::tuple(py::cast(output.shape)));
@@ -544,7 +550,6 @@ py::object output_array(const OutputTensor& output, const http::Body& body, py::
     return np.attr("array")(json_to_python(output.data), numpy_dtype(output.datatype))
         .attr("reshape")(py::tuple(py::cast(shape)));
   }
-  const std::uint8_t* data = body.data() + output.offset;
   if (output.datatype == "BYTES") {
     const std::size_t count = bytes::count_elements(data, output.size);
     if (count != element_count(output)) {
@@ -575,7 +580,7 @@ py::dict outputs_from(const InferResponse& response, http::Body body) {
   py::dict result;
   for (const auto& output : response.outputs) {
     try {
-      result[py::str(output.name)] = output_array(output, held, owner);
+      result[py::str(output.name)] = output_array(output, held.data() + output.offset, owner);
     } catch (py::error_already_set& e) {
       // numpy refused what the server sent (JSON data that does not fit the
       // shape or datatype, a shape numpy cannot hold): the server is at fault.
@@ -588,15 +593,20 @@ py::dict outputs_from(const InferResponse& response, http::Body body) {
 
 // Parses a complete response to an infer request: the outputs on 200, else
 // ServerError with Triton's message.
+// Throws ServerError (Triton's message, else the body as text) unless the status is 200.
+void check_infer_status(const http::ResponseHead& head, const http::Body& body) {
+  if (head.status != 200) {
+    auto message = parse_error_body(body.data(), body.size);
+    throw ServerError{head.status, message ? *message : std::string(reinterpret_cast<const char*>(body.data()), body.size)};
+  }
+}
+
 py::dict infer_result(const http::ResponseHead& head, http::Body body) {
   InferResponse parsed;
   {
     // Safe: parsing reads only `body`, which this frame owns.
     MaybeReleaseGil nogil(body.size >= kReleaseGilMinBytes);
-    if (head.status != 200) {
-      auto message = parse_error_body(body.data(), body.size);
-      throw ServerError{head.status, message ? *message : std::string(reinterpret_cast<const char*>(body.data()), body.size)};
-    }
+    check_infer_status(head, body);
     parsed = parse_infer_response(body.data(), body.size, head.inference_header_length);
   }
   return outputs_from(parsed, std::move(body));
@@ -648,6 +658,7 @@ class PyHttpClient {
 
   std::size_t idle_buffer_bytes() const { return client_.buffers()->idle_bytes(); }
   std::string authority() const { return client_.endpoint().authority(); }
+  HttpClient& native() { return client_; }
 
  private:
   static Deadline deadline(std::optional<double> timeout_s) {
@@ -655,6 +666,251 @@ class PyHttpClient {
   }
 
   HttpClient client_;
+};
+
+// Request ids "0", "1", ... of one client, shared by all its request paths.
+class RequestIds {
+ public:
+  std::string next() { return std::to_string(next_.fetch_add(1, std::memory_order_relaxed)); }
+
+ private:
+  std::atomic<std::uint64_t> next_{0};
+};
+
+// The fast lane of ModelClient.infer_batch / infer_sample: positional,
+// C-contiguous numeric arrays in native byte order, no parameters or extra
+// headers, small enough for plain HTTP. It reads the arrays' fields directly,
+// renders the request from a template kept per input layout
+// (http::InferTemplate), reuses the parse of a response header seen before
+// (ResponseLayoutCache) and builds the output views with the numpy C API.
+// Anything else (lists, BYTES, non-contiguous or byte-swapped arrays, a batch
+// over max_batch_size, requests for shared memory) returns None without
+// sending: the caller takes its general path, which handles (or reports) it.
+// Thread-safe.
+class PyInferPlan {
+ public:
+  PyInferPlan(py::object client, std::string target, py::handle headers,
+              std::vector<std::string> input_names, std::int64_t max_batch_size,
+              std::uint64_t max_bytes, std::uint64_t fixed_output_bytes,
+              std::shared_ptr<RequestIds> ids, std::optional<double> timeout_s)
+      : client_object_(std::move(client)),
+        client_(client_object_.cast<PyHttpClient*>()),
+        target_(std::move(target)),
+        headers_(to_headers(headers)),
+        names_(std::move(input_names)),
+        max_batch_size_(max_batch_size),
+        max_bytes_(max_bytes),
+        fixed_output_bytes_(fixed_output_bytes),
+        ids_(std::move(ids)),
+        timeout_s_(timeout_s) {
+    auto& api = py::detail::npy_api::get();
+    for (int num = 0; num < kTypeNumbers; ++num) {
+      PyObject* descr = api.PyArray_DescrFromType_(num);
+      if (descr == nullptr) {
+        PyErr_Clear();
+        continue;
+      }
+      auto dtype = py::reinterpret_steal<py::dtype>(descr);
+      if (dtype.kind() == 'V') continue;  // numeric_datatype would look at its name
+      std::string datatype = numeric_datatype(dtype);
+      if (!datatype.empty() && is_native_order(dtype)) {
+        types_[num] = NumericType{std::move(datatype), static_cast<std::uint64_t>(dtype.itemsize())};
+      }
+    }
+    for (const auto& h : headers_) http::validate_header(h);
+  }
+
+  // {output name: array} (infer_sample: each output's first row), or None.
+  py::object infer(py::handle inputs, bool sample) {
+    if (!PyTuple_Check(inputs.ptr())) return py::none();
+    const auto given = static_cast<std::size_t>(PyTuple_GET_SIZE(inputs.ptr()));
+    const std::size_t count = std::min(given, names_.size());
+    const bool batching = max_batch_size_ > 0;
+    if (count == 0 || (!sample && !batching)) return py::none();
+    const bool add_batch_axis = sample && batching;
+
+    auto& api = py::detail::npy_api::get();
+    std::vector<std::int64_t> key;  // per input: type number, ndim, dims
+    key.reserve(count * 5);
+    std::vector<Segment> segments;
+    segments.reserve(count);
+    std::uint64_t in_bytes = 0;
+    std::int64_t batch = 1;
+    for (std::size_t i = 0; i < count; ++i) {
+      PyObject* obj = PyTuple_GET_ITEM(inputs.ptr(), static_cast<Py_ssize_t>(i));
+      if (!api.PyArray_Check_(obj)) return py::none();
+      const auto* array = py::detail::array_proxy(obj);
+      if (!(array->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) return py::none();
+      const auto* descr = py::detail::array_descriptor_proxy(array->descr);
+      const int num = descr->type_num;
+      if (descr->byteorder == '>' || num < 0 || num >= kTypeNumbers || types_[num].size == 0) return py::none();
+      if (!sample && (array->nd == 0 || array->dimensions[0] > max_batch_size_)) return py::none();
+      std::uint64_t elements = 1;
+      key.push_back(num);
+      key.push_back(array->nd + (add_batch_axis ? 1 : 0));
+      if (add_batch_axis) key.push_back(1);
+      for (int k = 0; k < array->nd; ++k) {
+        key.push_back(array->dimensions[k]);
+        elements *= static_cast<std::uint64_t>(array->dimensions[k]);
+      }
+      if (!sample && i == 0) batch = array->dimensions[0];
+      const std::uint64_t nbytes = elements * types_[num].size;  // numpy keeps it below 2^63
+      in_bytes += nbytes;
+      segments.push_back(Segment{reinterpret_cast<const std::uint8_t*>(array->data),
+                                 static_cast<std::size_t>(nbytes)});
+    }
+    if (max_bytes_ != 0 &&
+        (in_bytes >= max_bytes_ || fixed_output_bytes_ * static_cast<std::uint64_t>(batch) >= max_bytes_)) {
+      return py::none();  // shared memory's turn
+    }
+    std::shared_ptr<const http::InferTemplate> request_template = template_for(key, count);
+    if (!request_template) return py::none();  // outputs of this layout were large last time
+
+    const std::string id = ids_->next();
+    const http::Request wire = request_template->render(id, std::move(segments));
+    Response response;
+    ResponseLayoutCache::Parsed parsed;
+    {
+      // Safe: the caller's tuple keeps every input array alive; the rest is C++.
+      MaybeReleaseGil nogil;
+      response = client_->native().perform(
+          wire, timeout_s_ ? Deadline::after(*timeout_s_) : Deadline::never(), /*idempotent=*/false);
+      check_infer_status(response.head, response.body);
+      parsed = responses_.parse(response.body.data(), response.body.size,
+                                response.head.inference_header_length, id);
+    }
+    py::dict result = outputs(parsed, std::move(response.body), sample);
+    if (max_bytes_ != 0 && parsed.layout->binary_bytes >= max_bytes_) {
+      // Output sizes learned over HTTP are shared memory's business from now on.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (large_.size() < kMaxLargeLayouts) large_.push_back(key);
+      template_.reset();
+    }
+    return std::move(result);
+  }
+
+ private:
+  static constexpr int kTypeNumbers = 32;  // numpy's builtin type numbers are below this
+  static constexpr std::size_t kMaxLargeLayouts = 256;
+
+  struct NumericType {
+    std::string datatype;
+    std::uint64_t size = 0;  // 0: not a Triton numeric type
+  };
+
+  // Python objects of one response layout: output names and dtypes.
+  struct PyLayout {
+    std::shared_ptr<const ResponseLayoutCache::Layout> layout;
+    std::vector<py::object> names;
+    std::vector<py::object> dtypes;  // None for BYTES and non-binary outputs
+  };
+
+  std::shared_ptr<const http::InferTemplate> template_for(const std::vector<std::int64_t>& key,
+                                                          std::size_t count) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (template_ && template_key_ == key) return template_;
+    if (std::find(large_.begin(), large_.end(), key) != large_.end()) return nullptr;
+    InferRequest layout;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      InputTensor input;
+      input.name = names_[i];
+      const auto num = key[at++];
+      input.datatype = types_[num].datatype;
+      const auto ndim = key[at++];
+      std::uint64_t elements = 1;
+      for (std::int64_t k = 0; k < ndim; ++k) {
+        input.shape.push_back(key[at]);
+        elements *= static_cast<std::uint64_t>(key[at++]);
+      }
+      // Sizes only: render() is given the memory.
+      input.segments.push_back(Segment{nullptr, static_cast<std::size_t>(elements * types_[num].size)});
+      layout.inputs.push_back(std::move(input));
+    }
+    template_ = std::make_shared<const http::InferTemplate>(target_, client_->native().endpoint().authority(),
+                                                            headers_, layout);
+    template_key_ = key;
+    return template_;
+  }
+
+  const PyLayout& py_layout(const std::shared_ptr<const ResponseLayoutCache::Layout>& layout) {
+    // Only touched with the GIL held, and nothing here lets it go.
+    if (py_layout_.layout != layout) {
+      PyLayout fresh;
+      fresh.layout = layout;
+      for (const auto& output : layout->response.outputs) {
+        fresh.names.push_back(py::str(output.name));
+        py::object dtype = py::none();
+        if (output.kind == OutputKind::kBinary && output.datatype != "BYTES") {
+          auto it = numpy_dtypes().find(output.datatype);
+          if (it != numpy_dtypes().end()) dtype = py::reinterpret_borrow<py::object>(it->second);
+        }
+        fresh.dtypes.push_back(std::move(dtype));
+      }
+      py_layout_ = std::move(fresh);
+    }
+    return py_layout_;
+  }
+
+  py::dict outputs(const ResponseLayoutCache::Parsed& parsed, http::Body body, bool sample) {
+    auto* owned = new http::Body(std::move(body));
+    py::capsule owner(owned, [](void* p) { delete static_cast<http::Body*>(p); });
+    const std::uint8_t* binary = owned->data() + parsed.base;
+    const PyLayout& objects = py_layout(parsed.layout);
+    auto& api = py::detail::npy_api::get();
+    py::dict result;
+    const auto& outputs = parsed.layout->response.outputs;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      const OutputTensor& output = outputs[i];
+      const std::uint8_t* data = binary + output.offset;
+      py::object array;
+      PyObject* descr = objects.dtypes[i].ptr();
+      const auto itemsize = descr == Py_None ? 0 : py::reinterpret_borrow<py::dtype>(descr).itemsize();
+      if (itemsize > 0 && reinterpret_cast<std::uintptr_t>(data) % static_cast<std::uintptr_t>(itemsize) == 0) {
+        static_assert(sizeof(Py_intptr_t) == sizeof(std::int64_t), "64-bit platforms only");
+        Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+        array = py::reinterpret_steal<py::object>(api.PyArray_NewFromDescr_(
+            api.PyArray_Type_, descr, static_cast<int>(output.shape.size()),
+            reinterpret_cast<Py_intptr_t*>(const_cast<std::int64_t*>(output.shape.data())), nullptr,
+            const_cast<std::uint8_t*>(data), py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr));
+        if (!array) throw py::error_already_set();
+        if (api.PyArray_SetBaseObject_(array.ptr(), owner.inc_ref().ptr()) != 0) throw py::error_already_set();
+      } else {
+        try {
+          array = output_array(output, data, owner);
+        } catch (py::error_already_set& e) {
+          throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
+                              describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
+        }
+      }
+      if (sample) {
+        // PyTriton's out[0]: the first row (a numpy scalar for a 1-D output).
+        array = array[py::int_(0)];
+      }
+      result[objects.names[i]] = std::move(array);
+    }
+    return result;
+  }
+
+  py::object client_object_;  // keeps client_ alive
+  PyHttpClient* client_;
+  std::string target_;
+  std::vector<http::Header> headers_;
+  std::vector<std::string> names_;
+  std::int64_t max_batch_size_;
+  std::uint64_t max_bytes_;
+  std::uint64_t fixed_output_bytes_;
+  std::shared_ptr<RequestIds> ids_;
+  std::optional<double> timeout_s_;
+  std::array<NumericType, kTypeNumbers> types_{};
+  ResponseLayoutCache responses_;
+
+  std::mutex mutex_;  // guards the three below
+  std::shared_ptr<const http::InferTemplate> template_;
+  std::vector<std::int64_t> template_key_;
+  std::vector<std::vector<std::int64_t>> large_;
+
+  PyLayout py_layout_;  // GIL-guarded
 };
 
 py::str latin1(const std::string& text) {
@@ -1118,6 +1374,22 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &PyHttpClient::close)
       .def_property_readonly("idle_buffer_bytes", &PyHttpClient::idle_buffer_bytes)
       .def_property_readonly("authority", &PyHttpClient::authority);
+
+  py::class_<RequestIds, std::shared_ptr<RequestIds>>(
+      m, "RequestIds", "A client's request ids \"0\", \"1\", ... (thread-safe).")
+      .def(py::init<>())
+      .def("next", &RequestIds::next);
+
+  py::class_<PyInferPlan>(m, "InferPlan",
+                          "ModelClient's native fast lane for plain numeric requests; infer() "
+                          "returns None where the general path must take the request.")
+      .def(py::init<py::object, std::string, py::handle, std::vector<std::string>, std::int64_t,
+                    std::uint64_t, std::uint64_t, std::shared_ptr<RequestIds>, std::optional<double>>(),
+           py::arg("client"), py::arg("target"), py::arg("headers"), py::arg("input_names"),
+           py::arg("max_batch_size"), py::arg("max_bytes"), py::arg("fixed_output_bytes"),
+           py::arg("ids"), py::arg("timeout_s"))
+      .def("infer", &PyInferPlan::infer, py::arg("inputs"), py::arg("sample"),
+           "{output: array} for a tuple of positional inputs, or None.");
 
   py::class_<PyResponseParser>(m, "ResponseParser", "Sans-I/O HTTP/1.1 response parser.")
       .def(py::init<std::uint64_t>(), py::arg("max_body_bytes") = http::kDefaultMaxResponseBodyBytes)

@@ -98,8 +98,12 @@ class RecordingTransport:
 
 
 def _record(client: ModelClient) -> RecordingTransport:
+    """Records every request of ``client``; its native fast lane, which would go
+    around the recorder, is off (tests/test_fast_lane.py covers that lane)."""
     recorder = RecordingTransport(client._transport)
     client._transport = recorder
+    client._make_fast()  # not a native transport: no fast lane
+    assert client._fast is None
     return recorder
 
 

@@ -115,8 +115,12 @@ class RecordingTransport:
 
 
 def _record(client: ModelClient) -> RecordingTransport:
+    """Records every request; the native fast lane, which would go around the
+    recorder, is off (tests/test_fast_lane.py checks how it hands large requests here)."""
     recorder = RecordingTransport(client._transport)
     client._transport = recorder
+    client._make_fast()
+    assert client._fast is None
     return recorder
 
 

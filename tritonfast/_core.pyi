@@ -58,6 +58,25 @@ class HttpClient:
     @property
     def authority(self) -> str: ...
 
+class RequestIds:
+    def __init__(self) -> None: ...
+    def next(self) -> str: ...
+
+class InferPlan:
+    def __init__(
+        self,
+        client: HttpClient,
+        target: str,
+        headers: Optional[Sequence[Tuple[str, str]]],
+        input_names: Sequence[str],
+        max_batch_size: int,
+        max_bytes: int,
+        fixed_output_bytes: int,
+        ids: RequestIds,
+        timeout_s: Optional[float],
+    ) -> None: ...
+    def infer(self, inputs: Tuple[Any, ...], sample: bool) -> Optional[Dict[str, Any]]: ...
+
 class ResponseParser:
     def __init__(self, max_body_bytes: int = ...) -> None: ...
     def feed(self, data: Any) -> int: ...

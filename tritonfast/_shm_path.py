@@ -181,6 +181,15 @@ class SharedMemoryPath:
         self._learned: Dict[_Signature, Dict[str, int]] = {}
         self._layouts: Dict[_Signature, _Layout] = {}  # numeric inputs only (BYTES sizes vary)
 
+    def fast_lane_limits(self, config: Any) -> Optional[Tuple[int, int]]:
+        """``(max_bytes, fixed_output_bytes)`` for ``_core.InferPlan``: requests under
+        the threshold (inputs, and the outputs known up front) stay plain HTTP; None
+        when every request is this path's (``"system"``, ``"cuda"``)."""
+        if self.mode != "auto":
+            return None
+        plan = self._plan if self._plan_config is config else self._make_plan(config)
+        return self._threshold, plan.fixed_bytes
+
     # ------------------------------------------------------------------ request
 
     def infer(self, transport: Any, target: str, headers: List[Tuple[str, str]], request_id: str,

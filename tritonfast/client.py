@@ -13,7 +13,6 @@ large tensors to a server on this host go through shared memory
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import logging
 import threading
@@ -157,7 +156,7 @@ class ModelClient:
         # True once the model was seen ready and its config is cached.
         self._model_ready = model_config is not None and not ensure_model_is_ready
         self._init_lock = threading.Lock()
-        self._request_ids = itertools.count(0)
+        self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
         version = self._model_version or ""
         self._model_path = _core.model_target(model_name, version, "")
         self._infer_target = _core.model_target(model_name, version, "/infer")
@@ -167,6 +166,10 @@ class ModelClient:
         self._shm: Optional[SharedMemoryPath] = self._shm_path
         self._transport = create_transport(self._triton_url, ssl_context)
         self._closed = False
+        # The native fast lane (_core.InferPlan) once the config is known; None before.
+        self._fast: Any = None
+        if self._model_ready:
+            self._make_fast()
         if not lazy_init:
             self._ensure_ready()
 
@@ -199,6 +202,7 @@ class ModelClient:
         """Closes the connections and frees idle buffers; idempotent."""
         if not self._closed:
             self._closed = True
+            self._fast = None
             self._shm = None
             if self._shm_path is not None:
                 self._shm_path.close()
@@ -258,6 +262,14 @@ class ModelClient:
     ) -> Dict[str, np.ndarray]:
         """Infers one sample: on a batching model, a batch axis is added to every input
         and taken off every output."""
+        fast = self._fast
+        if fast is not None and parameters is None and headers is None and not named_inputs:
+            try:
+                result = fast.infer(inputs, True)
+            except (_ServerError, PyTritonClientTimeoutError) as e:
+                raise self._infer_error(e) from e
+            if result is not None:
+                return result
         _verify_inputs_args(inputs, named_inputs)
         _verify_parameters(parameters)
         _verify_parameters(headers)
@@ -280,6 +292,14 @@ class ModelClient:
     ) -> Dict[str, np.ndarray]:
         """Infers a batch (the first axis of every input); a batch larger than the
         model's ``max_batch_size`` is split into chunks sent concurrently."""
+        fast = self._fast
+        if fast is not None and parameters is None and headers is None and not named_inputs:
+            try:
+                result = fast.infer(inputs, False)
+            except (_ServerError, PyTritonClientTimeoutError) as e:
+                raise self._infer_error(e) from e
+            if result is not None:
+                return result
         _verify_inputs_args(inputs, named_inputs)
         _verify_parameters(parameters)
         _verify_parameters(headers)
@@ -329,7 +349,27 @@ class ModelClient:
                 self._wait_for_model(deadline)
                 self._model_config = self._fetch_config(deadline)
                 self._model_ready = True
+                self._make_fast()
         return self._model_config
+
+    def _make_fast(self) -> None:
+        """Sets up the fast lane for plain requests: positional numeric arrays, no
+        parameters or headers (see ``_core.InferPlan``; it hands anything else back)."""
+        config, shm = self._model_config, self._shm
+        self._fast = None
+        if self._closed or config is None or config.decoupled or not config.inputs:
+            return
+        if not isinstance(self._transport, _core.HttpClient):
+            return  # https: the TLS transport is Python
+        limits = (0, 0) if shm is None else shm.fast_lane_limits(config)
+        if limits is None:
+            return
+        max_bytes, fixed_output_bytes = limits
+        self._fast = _core.InferPlan(
+            self._transport, self._infer_target, self._auth_header_list,
+            [spec.name for spec in config.inputs], config.max_batch_size, max_bytes,
+            fixed_output_bytes, self._request_ids, self._inference_timeout_s,
+        )
 
     def _request(self, method: str, target: str, deadline: float, body: Optional[bytes] = None,
                  idempotent: bool = True) -> Tuple[int, bytes]:
@@ -442,7 +482,7 @@ class ModelClient:
             header_list = [(k, str(v)) for k, v in {**self._auth_headers, **headers}.items()]
         else:
             header_list = self._auth_header_list
-        request_id = str(next(self._request_ids))
+        request_id = self._request_ids.next()
         try:
             shm = self._shm
             if shm is not None:
@@ -452,26 +492,31 @@ class ModelClient:
                     return result
                 if shm.disabled:
                     self._shm = None
+                    self._make_fast()  # without shared memory's threshold
             return self._transport.infer(self._infer_target, header_list, request_id,
                                          list(inputs.items()), None, parameters,
                                          self._inference_timeout_s)
-        except _ServerError as e:
+        except (_ServerError, PyTritonClientTimeoutError) as e:
+            raise self._infer_error(e) from e
+
+    def _infer_error(self, e: Exception) -> Exception:
+        """The PyTriton exception for a failed inference request."""
+        if isinstance(e, _ServerError):
             message = e.message
             if "unknown model" in message.lower():
-                raise PyTritonClientModelUnavailableError(
+                return PyTritonClientModelUnavailableError(
                     f"Model {self._describe_model()} is not available on {self._url}: {message}"
-                ) from e
-            raise PyTritonClientInferenceServerError(
+                )
+            return PyTritonClientInferenceServerError(
                 f"Error occurred during inference request. Message: {message}"
-            ) from e
-        except PyTritonClientTimeoutError as e:
-            _LOGGER.error("inference of %s on %s failed: %s", self._describe_model(), self._url, e)
-            # PyTriton's wording for timeouts; a broken connection says what it is.
-            what = "Connection failed" if isinstance(e, PyTritonClientConnectionError) else "Timeout occurred"
-            raise type(e)(
-                f"{what} during inference request. Timeout: {self._inference_timeout_s} s "
-                f"Message: {e} (model {self._describe_model()})"
-            ) from e
+            )
+        _LOGGER.error("inference of %s on %s failed: %s", self._describe_model(), self._url, e)
+        # PyTriton's wording for timeouts; a broken connection says what it is.
+        what = "Connection failed" if isinstance(e, PyTritonClientConnectionError) else "Timeout occurred"
+        return type(e)(
+            f"{what} during inference request. Timeout: {self._inference_timeout_s} s "
+            f"Message: {e} (model {self._describe_model()})"
+        )
 
     def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
                       headers: Optional[dict]) -> Dict[str, np.ndarray]:

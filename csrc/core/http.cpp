@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 
 #include "core/errors.hpp"
 
@@ -261,6 +262,72 @@ Request build_infer_request(std::string_view target, std::string_view host,
   add_user_headers(head, headers);
   head += "\r\n";
   head += json;
+  return request;
+}
+
+InferTemplate::InferTemplate(std::string_view target, std::string_view host,
+                             const std::vector<Header>& headers, const InferRequest& layout) {
+  InferRequest without_id = layout;
+  without_id.id.clear();
+  const std::string json = write_infer_header(without_id);
+  json_tail_ = json.substr(1);  // after '{'
+  for (const auto& input : layout.inputs) {
+    if (input.shared_memory) continue;
+    binary_ = true;
+    for (const auto& segment : input.segments) binary_bytes_ += segment.size;
+  }
+  check_body_size(json.size() + binary_bytes_);
+  start_head(request_line_, "POST", target, host);
+  bool user_content_type = false;
+  for (const auto& h : headers) {
+    if (iequals(h.name, "Content-Type")) user_content_type = true;
+  }
+  if (!user_content_type) {
+    rest_of_head_ += binary_ ? "Content-Type: application/octet-stream\r\n"
+                             : "Content-Type: application/json\r\n";
+  }
+  add_user_headers(rest_of_head_, headers);
+  rest_of_head_ += "\r\n";
+}
+
+Request InferTemplate::render(std::string_view id, std::vector<Segment> segments) const {
+  std::uint64_t given = 0;
+  for (const auto& segment : segments) given += segment.size;
+  if (given != binary_bytes_) {
+    throw std::logic_error("InferTemplate::render: " + std::to_string(given) +
+                           " tensor bytes given for a layout of " + std::to_string(binary_bytes_));
+  }
+  std::string id_member;
+  if (!id.empty()) {
+    id_member = "\"id\":";
+    json::write_string(id_member, id);
+    id_member.push_back(',');
+  }
+  const std::uint64_t json_size = 1 + id_member.size() + json_tail_.size();
+  const std::uint64_t body_size = json_size + binary_bytes_;
+  check_body_size(body_size);
+
+  Request request;
+  std::string& head = request.head;
+  head.reserve(request_line_.size() + rest_of_head_.size() + json_size + 80);
+  head += request_line_;
+  head += "Content-Length: ";
+  append_uint(head, body_size);
+  head += "\r\n";
+  if (binary_) {
+    head += "Inference-Header-Content-Length: ";
+    append_uint(head, json_size);
+    head += "\r\n";
+  }
+  head += rest_of_head_;
+  head.push_back('{');
+  head += id_member;
+  head += json_tail_;
+  request.segments = std::move(segments);
+  request.segments.erase(
+      std::remove_if(request.segments.begin(), request.segments.end(),
+                     [](const Segment& s) { return s.size == 0; }),
+      request.segments.end());
   return request;
 }
 

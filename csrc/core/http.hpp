@@ -63,6 +63,32 @@ Request build_request(std::string_view method, std::string_view target, std::str
 Request build_infer_request(std::string_view target, std::string_view host,
                             const std::vector<Header>& headers, const InferRequest& request);
 
+// build_infer_request for one layout (input names, datatypes, shapes and byte
+// sizes; outputs; parameters; headers), rendered once: a client that sends the
+// same layout again and again (the common case: one model, one shape) pays two
+// appends and two integers per request instead of writing JSON. render() gives
+// the bytes build_infer_request gives for the same request with that id.
+class InferTemplate {
+ public:
+  // `layout`'s id is ignored; its inputs' segments give their byte sizes.
+  // EncodeError as build_infer_request (bad header, body too large).
+  InferTemplate(std::string_view target, std::string_view host, const std::vector<Header>& headers,
+                const InferRequest& layout);
+
+  // The request with id `id` whose binary inputs' bytes are `segments`, in input
+  // order, `binary_bytes()` in all (std::logic_error otherwise).
+  Request render(std::string_view id, std::vector<Segment> segments) const;
+
+  std::uint64_t binary_bytes() const { return binary_bytes_; }
+
+ private:
+  std::string request_line_;  // request line and Host
+  std::string rest_of_head_;  // Content-Type, user headers, blank line
+  std::string json_tail_;     // the JSON header after its opening brace (no id)
+  std::uint64_t binary_bytes_ = 0;
+  bool binary_ = false;
+};
+
 // "/v2/models/<model, percent-encoded>[/versions/<version>]" + suffix.
 std::string model_target(std::string_view model, std::string_view version,
                          std::string_view suffix);

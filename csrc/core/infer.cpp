@@ -372,6 +372,59 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
   return response;
 }
 
+ResponseLayoutCache::Parsed ResponseLayoutCache::parse(const std::uint8_t* body,
+                                                        std::size_t size,
+                                                        std::optional<std::uint64_t> header_length,
+                                                        std::string_view id) {
+  if (header_length && *header_length <= size) {
+    // The key: the header without the id member Triton puts first.
+    std::string_view json(reinterpret_cast<const char*>(body), static_cast<std::size_t>(*header_length));
+    bool stripped = false;
+    if (!id.empty()) {
+      std::string prefix = "{\"id\":";
+      json::write_string(prefix, id);
+      prefix.push_back(',');
+      if (json.size() > prefix.size() && json.compare(0, prefix.size(), prefix) == 0) {
+        json.remove_prefix(prefix.size());
+        stripped = true;
+      }
+    }
+    std::shared_ptr<const Layout> last;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      last = last_;
+    }
+    if (last && last->id_stripped == stripped && last->key == json &&
+        size - *header_length == last->binary_bytes) {
+      return Parsed{std::move(last), *header_length};
+    }
+    InferResponse response = parse_infer_response(body, size, header_length);
+    auto layout = std::make_shared<Layout>();
+    bool all_binary = true;
+    for (auto& output : response.outputs) {
+      if (output.kind == OutputKind::kBinary) {
+        output.offset -= *header_length;
+      } else {
+        all_binary = false;
+      }
+    }
+    layout->response = std::move(response);
+    layout->key.assign(json.data(), json.size());
+    layout->id_stripped = stripped;
+    layout->binary_bytes = size - *header_length;
+    std::shared_ptr<const Layout> published = std::move(layout);
+    if (all_binary) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_ = published;
+    }
+    return Parsed{std::move(published), *header_length};
+  }
+  // Not the binary extension (or a header length past the body: parse reports it).
+  auto layout = std::make_shared<Layout>();
+  layout->response = parse_infer_response(body, size, header_length);
+  return Parsed{std::move(layout), 0};
+}
+
 std::optional<std::string> parse_error_body(const std::uint8_t* body, std::size_t size) {
   if (size == 0) return std::nullopt;
   try {

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -97,6 +99,36 @@ struct InferResponse {
 // Throws ProtocolError naming the output and byte offsets at fault.
 InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
                                    std::optional<std::uint64_t> header_length);
+
+// parse_infer_response that remembers the last response header it parsed. A
+// model called with the same shapes answers with the same JSON header byte for
+// byte, but for the request id it echoes: such a header is compared, not parsed
+// again. Thread-safe; a layout, once returned, never changes.
+class ResponseLayoutCache {
+ public:
+  struct Layout {
+    // Outputs as parse_infer_response gives them, except that binary offsets
+    // count from the end of the JSON header (add Parsed::base).
+    InferResponse response;
+    std::string key;  // the header with the `"id":"<id>",` member taken out
+    bool id_stripped = false;
+    std::uint64_t binary_bytes = 0;
+  };
+  struct Parsed {
+    std::shared_ptr<const Layout> layout;
+    std::uint64_t base = 0;  // body offset of the first binary output
+  };
+
+  // The response to the request with id `id` (empty: none was sent). Same
+  // checks and errors as parse_infer_response; only headers whose outputs are
+  // all binary are remembered.
+  Parsed parse(const std::uint8_t* body, std::size_t size,
+               std::optional<std::uint64_t> header_length, std::string_view id);
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<const Layout> last_;
+};
 
 // The message of Triton's {"error": "..."} body, or nullopt if the body is not
 // that shape (empty, not JSON, no "error" string).
