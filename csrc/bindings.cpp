@@ -768,6 +768,7 @@ class PyInferPlan {
 
     const std::string id = ids_->next();
     const http::Request wire = request_template->render(id, std::move(segments));
+    sent_.fetch_add(1, std::memory_order_relaxed);
     Response response;
     ResponseLayoutCache::Parsed parsed;
     {
@@ -779,7 +780,7 @@ class PyInferPlan {
       parsed = responses_.parse(response.body.data(), response.body.size,
                                 response.head.inference_header_length, id);
     }
-    py::dict result = outputs(parsed, std::move(response.body), sample);
+    py::dict result = outputs(parsed, std::move(response.body), /*first_row=*/add_batch_axis);
     if (max_bytes_ != 0 && parsed.layout->binary_bytes >= max_bytes_) {
       // Output sizes learned over HTTP are shared memory's business from now on.
       std::lock_guard<std::mutex> lock(mutex_);
@@ -788,6 +789,9 @@ class PyInferPlan {
     }
     return std::move(result);
   }
+
+  // Requests this lane has sent (the rest went the general way).
+  std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
 
  private:
   static constexpr int kTypeNumbers = 32;  // numpy's builtin type numbers are below this
@@ -852,7 +856,7 @@ class PyInferPlan {
     return py_layout_;
   }
 
-  py::dict outputs(const ResponseLayoutCache::Parsed& parsed, http::Body body, bool sample) {
+  py::dict outputs(const ResponseLayoutCache::Parsed& parsed, http::Body body, bool first_row) {
     auto* owned = new http::Body(std::move(body));
     py::capsule owner(owned, [](void* p) { delete static_cast<http::Body*>(p); });
     const std::uint8_t* binary = owned->data() + parsed.base;
@@ -883,8 +887,9 @@ class PyInferPlan {
                               describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
         }
       }
-      if (sample) {
-        // PyTriton's out[0]: the first row (a numpy scalar for a 1-D output).
+      if (first_row) {
+        // infer_sample on a batching model, PyTriton's out[0]: the first row (a
+        // numpy scalar for a 1-D output).
         array = array[py::int_(0)];
       }
       result[objects.names[i]] = std::move(array);
@@ -904,6 +909,7 @@ class PyInferPlan {
   std::optional<double> timeout_s_;
   std::array<NumericType, kTypeNumbers> types_{};
   ResponseLayoutCache responses_;
+  std::atomic<std::uint64_t> sent_{0};
 
   std::mutex mutex_;  // guards the three below
   std::shared_ptr<const http::InferTemplate> template_;
@@ -1389,7 +1395,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("max_batch_size"), py::arg("max_bytes"), py::arg("fixed_output_bytes"),
            py::arg("ids"), py::arg("timeout_s"))
       .def("infer", &PyInferPlan::infer, py::arg("inputs"), py::arg("sample"),
-           "{output: array} for a tuple of positional inputs, or None.");
+           "{output: array} for a tuple of positional inputs, or None.")
+      .def_property_readonly("sent", &PyInferPlan::sent, "Requests this lane has sent.");
 
   py::class_<PyResponseParser>(m, "ResponseParser", "Sans-I/O HTTP/1.1 response parser.")
       .def(py::init<std::uint64_t>(), py::arg("max_body_bytes") = http::kDefaultMaxResponseBodyBytes)

@@ -146,6 +146,7 @@ def _model_specs() -> tuple[ModelSpec, ...]:
             instance_count=4,  # lets several slow requests run at once
         ),
         ModelSpec("raises", "fail", 16, (fp32_in,), (fp32_out,)),
+        ModelSpec("tile4", "tile4", 16, (fp32_in,), (fp32_out,)),  # 4x the input's bytes out
         ModelSpec("echo_params", "echo_params", 0, (fp32_in,), (TensorSpec("PARAMS", "BYTES", (1,)),)),
     )  # fmt: skip
 
@@ -166,6 +167,9 @@ _RESPOND_BODIES = {
         a = _input(request, "INPUT0").as_numpy()
         b = _input(request, "INPUT1").as_numpy()
         return _response(pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b))
+    """,
+    "tile4": """
+        return _response(pb_utils.Tensor("OUTPUT0", np.tile(_input(request, "INPUT0").as_numpy(), 4)))
     """,
     "sleep_echo": """
         seconds = _input(request, "SECONDS").as_numpy()

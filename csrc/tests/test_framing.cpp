@@ -17,7 +17,9 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -1251,6 +1253,209 @@ void fuzz(long iterations) {
               iterations, ok, protocol, connection, incomplete);
 }
 
+// ============================================================== fast-lane pieces
+
+void test_infer_template() {
+  std::vector<std::uint8_t> fp32(64, 0xAB);
+  std::vector<std::uint8_t> bytes = {5, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0};
+  InferRequest layout = two_input_request(fp32, bytes);
+  const std::string target = http::model_target("simple", "", "/infer");
+  const std::vector<http::Header> headers = {{"X-Trace", "abc"}};
+  const http::InferTemplate t(target, "localhost:8000", headers, layout);
+  CHECK_EQ(t.binary_bytes(), std::uint64_t{77});
+
+  // The same bytes as build_infer_request, whatever the id (escaped as JSON).
+  for (const std::string id : {"0", "7", "123456789012", "", "q\"uote\\", "\xC3\xA9"}) {
+    InferRequest request = layout;
+    request.id = id;
+    const http::Request expected = http::build_infer_request(target, "localhost:8000", headers, request);
+    const http::Request got = t.render(id, {Segment{fp32.data(), 64}, Segment{bytes.data(), 13}});
+    CHECK_EQ(got.head, expected.head);
+    CHECK_EQ(got.size(), expected.size());
+    CHECK_EQ(got.segments.size(), std::size_t{2});
+    CHECK(got.segments[0].data == fp32.data() && got.segments[1].data == bytes.data());
+  }
+  // Empty segments are dropped, as build_infer_request drops them.
+  const http::Request dropped = t.render("1", {Segment{fp32.data(), 64}, Segment{nullptr, 0},
+                                               Segment{bytes.data(), 13}});
+  CHECK_EQ(dropped.segments.size(), std::size_t{2});
+  EXPECT_THROW(std::logic_error, t.render("1", {Segment{fp32.data(), 64}}),
+               "64 tensor bytes given for a layout of 77");
+
+  // Outputs, parameters, a user Content-Type and shared-memory inputs keep their bytes too.
+  InferRequest rich = layout;
+  rich.id = "9";
+  rich.parameters.push_back(Parameter{"priority", std::int64_t{2}});
+  rich.outputs.push_back(RequestedOutput{"OUT", true, 0, std::nullopt});
+  InputTensor in_shm;
+  in_shm.name = "S";
+  in_shm.datatype = "FP32";
+  in_shm.shape = {4};
+  in_shm.shared_memory = SharedMemoryRef{"region", 16, 64};
+  rich.inputs.push_back(in_shm);
+  const std::vector<http::Header> typed = {{"Content-Type", "application/x-test"}};
+  const http::InferTemplate t2(target, "h:1", typed, rich);
+  CHECK_EQ(t2.render("9", {Segment{fp32.data(), 64}, Segment{bytes.data(), 13}}).head,
+           http::build_infer_request(target, "h:1", typed, rich).head);
+
+  // Only shared-memory inputs: no binary body, JSON content type, no header length.
+  InferRequest only_shm;
+  only_shm.inputs.push_back(in_shm);
+  const http::InferTemplate t3(target, "h:1", {}, only_shm);
+  only_shm.id = "3";
+  const http::Request shm_wire = t3.render("3", {});
+  CHECK_EQ(shm_wire.head, http::build_infer_request(target, "h:1", {}, only_shm).head);
+  CHECK(shm_wire.head.find("Inference-Header-Content-Length") == std::string::npos);
+
+  // Bad headers and oversized bodies fail when the template is made.
+  EXPECT_THROW(EncodeError, http::InferTemplate(target, "h:1", {{"X-A", "v\r\nEvil: 1"}}, layout),
+               "value holds CR, LF or NUL");
+  InferRequest huge = layout;
+  huge.inputs[0].segments = {Segment{nullptr, std::size_t{1} << 31}};
+  EXPECT_THROW(EncodeError, http::InferTemplate(target, "h:1", {}, huge), "reaches Triton's limit");
+}
+
+// Whether `cached` (from ResponseLayoutCache) describes the same outputs as
+// `fresh` (from parse_infer_response).
+bool same_outputs(const ResponseLayoutCache::Parsed& cached, const InferResponse& fresh) {
+  const auto& outputs = cached.layout->response.outputs;
+  if (outputs.size() != fresh.outputs.size()) return false;
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    const OutputTensor& a = outputs[k];
+    const OutputTensor& b = fresh.outputs[k];
+    if (a.name != b.name || a.datatype != b.datatype || a.shape != b.shape || a.kind != b.kind ||
+        a.size != b.size) {
+      return false;
+    }
+    if (a.kind == OutputKind::kBinary && cached.base + a.offset != b.offset) return false;
+  }
+  return true;
+}
+
+std::string triton_response_json(const std::string& id, const std::string& shape, std::uint64_t size) {
+  std::string json = "{";
+  if (!id.empty()) json += "\"id\":\"" + id + "\",";
+  json += "\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":[{\"name\":\"OUTPUT0\","
+          "\"datatype\":\"FP32\",\"shape\":" + shape + ",\"parameters\":{\"binary_data_size\":" +
+          std::to_string(size) + "}}]}";
+  return json;
+}
+
+void test_response_cache() {
+  ResponseLayoutCache cache;
+  const std::string data(64, '\x22');
+  // First response: parsed; the same header with another id: the same layout.
+  const std::string j0 = triton_response_json("0", "[1,16]", 64);
+  const std::string b0 = j0 + data;
+  const auto p0 = cache.parse(u8(b0), b0.size(), j0.size(), "0");
+  CHECK(same_outputs(p0, parse_infer_response(u8(b0), b0.size(), j0.size())));
+  CHECK_EQ(p0.base, std::uint64_t(j0.size()));
+  const std::string j1 = triton_response_json("12345", "[1,16]", 64);
+  const std::string b1 = j1 + data;
+  const auto p1 = cache.parse(u8(b1), b1.size(), j1.size(), "12345");
+  CHECK(p1.layout == p0.layout);  // a hit: compared, not parsed
+  CHECK_EQ(p1.base, std::uint64_t(j1.size()));
+  CHECK(same_outputs(p1, parse_infer_response(u8(b1), b1.size(), j1.size())));
+
+  // An id other than the one sent, another shape, no id: parsed again, still right.
+  const auto p2 = cache.parse(u8(b1), b1.size(), j1.size(), "999");
+  CHECK(p2.layout != p1.layout);
+  CHECK(same_outputs(p2, parse_infer_response(u8(b1), b1.size(), j1.size())));
+  const std::string j3 = triton_response_json("4", "[2,8]", 64);
+  const std::string b3 = j3 + data;
+  const auto p3 = cache.parse(u8(b3), b3.size(), j3.size(), "4");
+  CHECK(same_outputs(p3, parse_infer_response(u8(b3), b3.size(), j3.size())));
+  CHECK(p3.layout->response.outputs[0].shape == std::vector<std::int64_t>({2, 8}));
+  const std::string j4 = triton_response_json("", "[2,8]", 64);
+  const std::string b4 = j4 + data;
+  CHECK(same_outputs(cache.parse(u8(b4), b4.size(), j4.size(), ""),
+                     parse_infer_response(u8(b4), b4.size(), j4.size())));
+
+  // The remembered header with a body that does not match it: the parser's own errors.
+  const std::string j5 = triton_response_json("5", "[2,8]", 64);
+  (void)cache.parse(u8(j5 + data), j5.size() + 64, j5.size(), "5");
+  const std::string short_body = j5 + data.substr(0, 60);
+  EXPECT_THROW(ProtocolError, cache.parse(u8(short_body), short_body.size(), j5.size(), "5"),
+               "binary_data_size 64", "runs past the end");
+  const std::string long_body = j5 + data + "xx";
+  EXPECT_THROW(ProtocolError, cache.parse(u8(long_body), long_body.size(), j5.size(), "5"),
+               "2 bytes after the last output");
+  EXPECT_THROW(ProtocolError, cache.parse(u8(j5), j5.size(), j5.size() + 1, "5"),
+               "exceeds the");
+
+  // JSON outputs are parsed every time (their data is in the header), never remembered.
+  const std::string js = "{\"id\":\"6\",\"outputs\":[{\"name\":\"a\",\"datatype\":\"INT32\","
+                         "\"shape\":[2],\"data\":[1,2]}]}";
+  const auto pj = cache.parse(u8(js), js.size(), std::nullopt, "6");
+  CHECK_EQ(pj.base, std::uint64_t{0});
+  CHECK(pj.layout->response.outputs[0].kind == OutputKind::kJson);
+  const std::string jm = "{\"id\":\"7\",\"outputs\":[{\"name\":\"a\",\"datatype\":\"INT32\","
+                         "\"shape\":[1],\"data\":[5]},{\"name\":\"b\",\"datatype\":\"FP32\","
+                         "\"shape\":[1],\"parameters\":{\"binary_data_size\":4}}]}";
+  const std::string bm = jm + "abcd";
+  const auto m1 = cache.parse(u8(bm), bm.size(), jm.size(), "7");
+  const auto m2 = cache.parse(u8(bm), bm.size(), jm.size(), "7");
+  CHECK(m1.layout != m2.layout);
+  CHECK(same_outputs(m2, parse_infer_response(u8(bm), bm.size(), jm.size())));
+}
+
+// Random bodies through one long-lived cache: the same outputs as
+// parse_infer_response, or the same ProtocolError, every time.
+void fuzz_response_cache(long iterations, std::mt19937_64& rng) {
+  ResponseLayoutCache cache;
+  const std::string data(64, '\x22');
+  long hits = 0;
+  for (long it = 0; it < iterations; ++it) {
+    const std::string id = std::to_string(rng() % 3);
+    std::string json = triton_response_json(id, rng() % 2 ? "[1,16]" : "[4,4]", 64);
+    std::string body = json + data;
+    std::optional<std::uint64_t> hl = json.size();
+    switch (rng() % 4) {
+      case 0:
+        break;  // as the server sends it: mostly hits
+      case 1:
+        body = mutate(body, rng);
+        break;
+      case 2:
+        body = mutate(json, rng) + data;
+        hl = body.size() - data.size();
+        break;
+      case 3:
+        hl = rng() % 3 ? std::optional<std::uint64_t>(rng() % (body.size() + 2)) : std::nullopt;
+        break;
+    }
+    const std::string sent = rng() % 5 ? id : std::to_string(rng() % 3);
+    std::optional<InferResponse> fresh;
+    std::string fresh_error;
+    try {
+      fresh = parse_infer_response(u8(body), body.size(), hl);
+    } catch (const ProtocolError& e) {
+      fresh_error = e.what();
+    }
+    try {
+      const auto parsed = cache.parse(u8(body), body.size(), hl, sent);
+      if (!fresh || !same_outputs(parsed, *fresh)) {
+        ++g_failures;
+        std::fprintf(stderr, "fuzz cache %ld: cache gave outputs, parser %s for %s\n", it,
+                     fresh ? "others" : fresh_error.c_str(), show(body).c_str());
+      }
+      hits += parsed.base != 0;
+    } catch (const ProtocolError& e) {
+      if (fresh || fresh_error != e.what()) {
+        ++g_failures;
+        std::fprintf(stderr, "fuzz cache %ld: cache threw %s, parser %s\n", it, e.what(),
+                     fresh ? "did not" : fresh_error.c_str());
+      }
+    } catch (const std::exception& e) {
+      ++g_failures;
+      std::fprintf(stderr, "fuzz cache %ld: unexpected %s\n", it, e.what());
+    }
+    if (g_failures > 20) return;
+  }
+  ++g_checks;
+  std::printf("fuzz cache: %ld iterations, %ld with a binary section\n", iterations, hits);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1263,7 +1468,11 @@ int main(int argc, char** argv) {
   test_infer_response();
   test_parser_valid();
   test_parser_malformed();
+  test_infer_template();
+  test_response_cache();
   fuzz(iterations);
+  std::mt19937_64 rng(20261124);
+  fuzz_response_cache(iterations / 4, rng);
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
