@@ -331,6 +331,13 @@ void Connection::send(const http::Request& request, Deadline deadline, std::uint
   }
 }
 
+void Connection::await_readable(Deadline deadline) {
+  if (!wait_for(fd_, POLLIN, deadline)) {
+    throw TimeoutError("no response from " + endpoint_.authority() + " within " +
+                       seconds_text(budget_seconds(deadline)) + " s");
+  }
+}
+
 std::size_t Connection::receive(std::uint8_t* data, std::size_t size, Deadline deadline) {
   if (size == 0) throw std::logic_error("Connection::receive: empty buffer");
   for (;;) {
@@ -339,10 +346,7 @@ std::size_t Connection::receive(std::uint8_t* data, std::size_t size, Deadline d
     const int error = errno;
     if (error == EINTR) continue;
     if (error == EAGAIN || error == EWOULDBLOCK) {
-      if (!wait_for(fd_, POLLIN, deadline)) {
-        throw TimeoutError("no response from " + endpoint_.authority() + " within " +
-                           seconds_text(budget_seconds(deadline)) + " s");
-      }
+      await_readable(deadline);
       continue;
     }
     if (error == ECONNRESET) {
@@ -410,6 +414,7 @@ void receive_response(Connection& connection, http::ResponseParser& parser,
     }
   };
   try {
+    connection.await_readable(deadline);  // the answer takes the server a while
     while (!parser.done()) {
       const auto window = parser.body_window();
       if (window.first && window.second > 0) {

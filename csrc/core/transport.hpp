@@ -66,6 +66,10 @@ class Connection {
   // returns 0 when the peer closed the connection. Throws ConnectionError on
   // reset, TimeoutError when the deadline passes.
   std::size_t receive(std::uint8_t* data, std::size_t size, Deadline deadline);
+  // Waits until there is something to receive (or the peer closed): the first
+  // read of a response, which is never there the moment the request went out,
+  // costs poll + recv instead of recv + poll + recv. TimeoutError as receive().
+  void await_readable(Deadline deadline);
 
   // For a kept-alive connection about to be reused: true when the peer has
   // neither closed it nor sent anything unasked (a poll with zero timeout).
