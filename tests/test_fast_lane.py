@@ -186,7 +186,8 @@ def test_large_inputs_go_to_shared_memory(make_client):
     client = make_client("identity_fp32", shared_memory="auto")
     lane = _ready(client, np.zeros((1, 4), np.float32))
     x = np.arange(64 * 1024, dtype=np.float32)[None]  # 256 KiB, over the 128 KiB threshold
-    np.testing.assert_array_equal(client.infer_batch(x)["OUTPUT0"], x)
+    for _ in range(2):  # the first one learns the output size over plain HTTP
+        np.testing.assert_array_equal(client.infer_batch(x)["OUTPUT0"], x)
     assert lane.sent == 0
     assert client._shm_path._pool is not None  # the shared-memory path took it
     small = np.ones((1, 4), np.float32)

@@ -10,8 +10,10 @@ request's input bytes or its expected output bytes reach ``AUTO_THRESHOLD_BYTES`
 Output sizes. An output whose config dims (with the batch dim taken from the
 inputs) are all known gets exactly its size. The size of any other output
 (a -1 dim, or BYTES) is learned: the first request with a given input-shape
-signature receives it over HTTP (inputs still by shared memory) and remembers
-its byte size; later requests with that signature get ``VARIABLE_OUTPUT_HEADROOM``
+signature receives it over HTTP and remembers its byte size (``"auto"`` sends
+that request's inputs over HTTP too, so that inputs and outputs are not both
+held at once: an identity's first round trip costs 1x its payload in memory, not
+2x; ``"system"`` and ``"cuda"`` put the inputs in shared memory); later requests with that signature get ``VARIABLE_OUTPUT_HEADROOM``
 times that. When the server says a region is too small, the request fails with a
 clear ``PyTritonClientInferenceServerError`` (never run twice behind the caller's
 back) and the learned size is forgotten, so the next such request takes HTTP.
@@ -218,6 +220,15 @@ class SharedMemoryPath:
                 signature[0][1][0]  # noqa: B018 - IndexError without a batch axis
         except (AttributeError, IndexError, StopIteration):
             return None  # not arrays, no inputs or no batch axis: the plain path reports it
+        if self._threshold and plan.has_learned and signature not in self._learned:
+            # "auto", outputs of unknown size: this signature's first request goes plain
+            # HTTP (received straight into the outputs' buffer) and teaches their sizes;
+            # the next ones take shared memory. Inputs in a region with the outputs over
+            # HTTP would hold both in memory at once (2x the payload for an identity).
+            result = transport.infer(target, headers, request_id, list(inputs.items()), None,
+                                     parameters, timeout_s)
+            self._learn(signature, result)
+            return result
         pool = self._pool if self._pool is not None else self._start(transport)
         if pool is None:
             return None
