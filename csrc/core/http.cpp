@@ -32,17 +32,21 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-// RFC 9110 tchar.
-bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+// RFC 9110 tchar, as a table: header names are checked on every response.
+struct TcharTable {
+  bool allowed[256] = {};
+  constexpr TcharTable() {
+    for (int c = '0'; c <= '9'; ++c) allowed[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) allowed[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) allowed[c] = true;
+    for (const char c : {'!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~'}) {
+      allowed[static_cast<unsigned char>(c)] = true;
+    }
   }
-}
+};
+constexpr TcharTable kTchar;
+
+bool is_tchar(unsigned char c) { return kTchar.allowed[c]; }
 
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
@@ -488,6 +492,25 @@ std::size_t ResponseParser::State::feed(const std::uint8_t* data, std::size_t si
         case Phase::kHead: {
           static const std::string kLimit =
               "response head exceeds " + std::to_string(kMaxHeadBytes) + " bytes (kMaxHeadBytes)";
+          if (line.empty()) {
+            // A whole line in this buffer (the usual case): handled where it is,
+            // not copied. The same checks, in the same order, as feed_line.
+            const std::size_t budget = kMaxHeadBytes - head_bytes;
+            const void* lf = std::memchr(p, '\n', n);
+            if (lf != nullptr) {
+              const auto take = static_cast<std::size_t>(static_cast<const std::uint8_t*>(lf) - p) + 1;
+              if (take > budget) fail(kLimit);
+              std::string_view current(reinterpret_cast<const char*>(p), take - 1);
+              if (!current.empty() && current.back() == '\r') current.remove_suffix(1);
+              if (current.find('\r') != std::string_view::npos) {
+                fail("bare CR inside a line of the response");
+              }
+              used += take;
+              head_bytes += take;
+              head_line(current);
+              break;
+            }
+          }
           bool complete = false;
           const std::size_t before = line.size();
           const std::size_t take =
@@ -495,8 +518,8 @@ std::size_t ResponseParser::State::feed(const std::uint8_t* data, std::size_t si
           used += take;
           if (complete) {
             head_bytes += before + take;  // the whole line, its terminator included
-            const std::string current = std::move(line);
-            line.clear();
+            std::string current;
+            current.swap(line);  // `line` is empty again when head_line runs
             head_line(current);
           }
           break;
@@ -907,6 +930,13 @@ bool ResponseParser::done() const { return state_->phase == Phase::kDone; }
 const ResponseHead& ResponseParser::head() const { return state_->head; }
 
 std::uint64_t ResponseParser::received() const { return state_->received; }
+
+ResponseHead ResponseParser::take_head() {
+  if (!state_->head_complete) {
+    throw std::logic_error("ResponseParser::take_head() before the head is complete");
+  }
+  return std::move(state_->head);
+}
 
 Body ResponseParser::take_body() {
   State& s = *state_;

@@ -141,6 +141,8 @@ class ResponseParser {
   bool head_complete() const;
   bool done() const;
   const ResponseHead& head() const;  // valid once head_complete()
+  // Moves the head out (valid once head_complete(); head() is empty after).
+  ResponseHead take_head();
   // Bytes of this response received so far (head and body).
   std::uint64_t received() const;
   // Moves the finished body out (valid once done()). The body starts at an

@@ -519,7 +519,7 @@ Response HttpClient::perform(const http::Request& request, Deadline deadline, bo
         } catch (const std::exception&) {
         }
         if (!ok) throw;
-        return Response{parser.head(), parser.take_body()};
+        return Response{parser.take_head(), parser.take_body()};
       }
       receive_response(*connection, parser, buffers_, deadline, &reusable);
     } catch (const ConnectionError&) {
@@ -531,7 +531,7 @@ Response HttpClient::perform(const http::Request& request, Deadline deadline, bo
       if (!(stale && (sent == 0 || idempotent))) throw;
       continue;
     }
-    Response response{parser.head(), parser.take_body()};
+    Response response{parser.take_head(), parser.take_body()};
     if (reusable && response.head.keep_alive) checkin(std::move(connection));
     return response;
   }
