@@ -730,10 +730,13 @@ class PyInferPlan {
     const bool add_batch_axis = sample && batching;
 
     auto& api = py::detail::npy_api::get();
-    std::vector<std::int64_t> key;  // per input: type number, ndim, dims
-    key.reserve(count * 5);
-    std::vector<Segment> segments;
-    segments.reserve(count);
+    // Per thread, reused: nothing here allocates once warm. A thread is in one
+    // infer() at a time (the GIL is released only around the transport).
+    thread_local std::vector<std::int64_t> key;  // per input: type number, ndim, dims
+    thread_local std::vector<Segment> segments;
+    thread_local http::Request wire;
+    key.clear();
+    segments.clear();
     std::uint64_t in_bytes = 0;
     std::int64_t batch = 1;
     for (std::size_t i = 0; i < count; ++i) {
@@ -767,7 +770,7 @@ class PyInferPlan {
     if (!request_template) return py::none();  // outputs of this layout were large last time
 
     const std::string id = ids_->next();
-    const http::Request wire = request_template->render(id, std::move(segments));
+    request_template->render_into(id, segments.data(), segments.size(), &wire);
     sent_.fetch_add(1, std::memory_order_relaxed);
     Response response;
     ResponseLayoutCache::Parsed parsed;

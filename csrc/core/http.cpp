@@ -295,8 +295,15 @@ InferTemplate::InferTemplate(std::string_view target, std::string_view host,
 }
 
 Request InferTemplate::render(std::string_view id, std::vector<Segment> segments) const {
+  Request request;
+  render_into(id, segments.data(), segments.size(), &request);
+  return request;
+}
+
+void InferTemplate::render_into(std::string_view id, const Segment* segments, std::size_t count,
+                                Request* out) const {
   std::uint64_t given = 0;
-  for (const auto& segment : segments) given += segment.size;
+  for (std::size_t k = 0; k < count; ++k) given += segments[k].size;
   if (given != binary_bytes_) {
     throw std::logic_error("InferTemplate::render: " + std::to_string(given) +
                            " tensor bytes given for a layout of " + std::to_string(binary_bytes_));
@@ -311,8 +318,8 @@ Request InferTemplate::render(std::string_view id, std::vector<Segment> segments
   const std::uint64_t body_size = json_size + binary_bytes_;
   check_body_size(body_size);
 
-  Request request;
-  std::string& head = request.head;
+  std::string& head = out->head;
+  head.clear();
   head.reserve(request_line_.size() + rest_of_head_.size() + json_size + 80);
   head += request_line_;
   head += "Content-Length: ";
@@ -327,12 +334,10 @@ Request InferTemplate::render(std::string_view id, std::vector<Segment> segments
   head.push_back('{');
   head += id_member;
   head += json_tail_;
-  request.segments = std::move(segments);
-  request.segments.erase(
-      std::remove_if(request.segments.begin(), request.segments.end(),
-                     [](const Segment& s) { return s.size == 0; }),
-      request.segments.end());
-  return request;
+  out->segments.clear();
+  for (std::size_t k = 0; k < count; ++k) {
+    if (segments[k].size > 0) out->segments.push_back(segments[k]);
+  }
 }
 
 std::string model_target(std::string_view model, std::string_view version,

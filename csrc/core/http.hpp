@@ -78,6 +78,10 @@ class InferTemplate {
   // The request with id `id` whose binary inputs' bytes are `segments`, in input
   // order, `binary_bytes()` in all (std::logic_error otherwise).
   Request render(std::string_view id, std::vector<Segment> segments) const;
+  // The same into `*out`, reusing its memory (a caller that renders request
+  // after request allocates nothing once warm).
+  void render_into(std::string_view id, const Segment* segments, std::size_t count,
+                   Request* out) const;
 
   std::uint64_t binary_bytes() const { return binary_bytes_; }
 

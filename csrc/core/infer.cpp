@@ -381,7 +381,9 @@ ResponseLayoutCache::Parsed ResponseLayoutCache::parse(const std::uint8_t* body,
     std::string_view json(reinterpret_cast<const char*>(body), static_cast<std::size_t>(*header_length));
     bool stripped = false;
     if (!id.empty()) {
-      std::string prefix = "{\"id\":";
+      // `{"id":"<id>",`, the id written as JSON (plain ids need no escapes).
+      thread_local std::string prefix;
+      prefix.assign("{\"id\":");
       json::write_string(prefix, id);
       prefix.push_back(',');
       if (json.size() > prefix.size() && json.compare(0, prefix.size(), prefix) == 0) {
