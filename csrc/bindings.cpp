@@ -840,19 +840,22 @@ class PyInferPlan {
     return template_;
   }
 
-  const PyLayout& py_layout(const std::shared_ptr<const ResponseLayoutCache::Layout>& layout) {
-    // Only touched with the GIL held, and nothing here lets it go.
-    if (py_layout_.layout != layout) {
-      PyLayout fresh;
-      fresh.layout = layout;
+  // The caller keeps its own reference: converting outputs may run Python code
+  // (a __del__, numpy), so another thread may swap py_layout_ meanwhile.
+  std::shared_ptr<const PyLayout> py_layout(
+      const std::shared_ptr<const ResponseLayoutCache::Layout>& layout) {
+    // Only touched with the GIL held; nothing between the check and the swap lets it go.
+    if (!py_layout_ || py_layout_->layout != layout) {
+      auto fresh = std::make_shared<PyLayout>();
+      fresh->layout = layout;
       for (const auto& output : layout->response.outputs) {
-        fresh.names.push_back(py::str(output.name));
+        fresh->names.push_back(py::str(output.name));
         py::object dtype = py::none();
         if (output.kind == OutputKind::kBinary && output.datatype != "BYTES") {
           auto it = numpy_dtypes().find(output.datatype);
           if (it != numpy_dtypes().end()) dtype = py::reinterpret_borrow<py::object>(it->second);
         }
-        fresh.dtypes.push_back(std::move(dtype));
+        fresh->dtypes.push_back(std::move(dtype));
       }
       py_layout_ = std::move(fresh);
     }
@@ -863,7 +866,8 @@ class PyInferPlan {
     auto* owned = new http::Body(std::move(body));
     py::capsule owner(owned, [](void* p) { delete static_cast<http::Body*>(p); });
     const std::uint8_t* binary = owned->data() + parsed.base;
-    const PyLayout& objects = py_layout(parsed.layout);
+    const std::shared_ptr<const PyLayout> held = py_layout(parsed.layout);
+    const PyLayout& objects = *held;
     auto& api = py::detail::npy_api::get();
     py::dict result;
     const auto& outputs = parsed.layout->response.outputs;
@@ -919,7 +923,7 @@ class PyInferPlan {
   std::vector<std::int64_t> template_key_;
   std::vector<std::vector<std::int64_t>> large_;
 
-  PyLayout py_layout_;  // GIL-guarded
+  std::shared_ptr<const PyLayout> py_layout_;  // GIL-guarded
 };
 
 py::str latin1(const std::string& text) {
