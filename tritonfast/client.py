@@ -8,6 +8,13 @@ unknown model raises ``PyTritonClientModelUnavailableError``; ``https://``
 works; batches larger than ``max_batch_size`` are split and sent concurrently;
 large tensors to a server on this host go through shared memory
 (``shared_memory=``, see ``tritonfast._shm_path``).
+
+Plain requests (positional C-contiguous numeric arrays, no parameters or
+headers, under the shared-memory threshold) take a fast lane once the model's
+config is known: ``_core.InferPlan`` does the whole request in one C++ call
+(request rendered from a per-layout template, a repeated response header
+compared rather than parsed). It hands anything else back, unsent, to the
+general path below, so both behave the same; tests/test_fast_lane.py checks that.
 """
 
 from __future__ import annotations
