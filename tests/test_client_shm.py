@@ -29,7 +29,7 @@ import pytest
 
 import tritonfast
 import tritonfast.cuda_shm
-from tests.clients import closing_clients
+from tests.clients import closing_clients, run_in_threads
 from tritonfast import FuturesModelClient, ModelClient, _shm_api, _shm_path, _shm_pool
 from tritonfast.exceptions import (
     PyTritonClientInferenceServerError,
@@ -276,28 +276,20 @@ def test_regions_are_reused_and_never_overwritten_while_held(make_client):
 
 def test_sixteen_threads_share_one_client(make_client):
     client = make_client("add_sub", shared_memory="auto")
-    errors: List[BaseException] = []
     start = threading.Barrier(16)
 
     def work(t: int) -> None:
-        try:
-            start.wait()
-            held = []
-            for i in range(6):
-                a = np.full((2, 1 << 15), t * 100 + i, np.float32)  # 256 KiB per input: over the threshold
-                b = np.full((2, 1 << 15), i, np.float32)
-                held.append((a, b, client.infer_batch(a, b)))
-            for a, b, result in held:  # all still intact after the later calls
-                np.testing.assert_array_equal(result["OUTPUT0"], a + b)
-                np.testing.assert_array_equal(result["OUTPUT1"], a - b)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        start.wait()
+        held = []
+        for i in range(6):
+            a = np.full((2, 1 << 15), t * 100 + i, np.float32)  # 256 KiB per input: over the threshold
+            b = np.full((2, 1 << 15), i, np.float32)
+            held.append((a, b, client.infer_batch(a, b)))
+        for a, b, result in held:  # all still intact after the later calls
+            np.testing.assert_array_equal(result["OUTPUT0"], a + b)
+            np.testing.assert_array_equal(result["OUTPUT1"], a - b)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, 16)
     assert not errors, errors[:3]
     assert len(client._shm_path.region_names) > 1  # concurrent requests leased different regions
 

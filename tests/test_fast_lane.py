@@ -13,14 +13,13 @@ counts the requests the lane itself sent.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import tritonfast._shm_path
-from tests.clients import closing_clients
+from tests.clients import closing_clients, run_in_threads
 from tests.triton_server import IDENTITY_DATATYPES, RAISES_MESSAGE
 from tritonfast import ModelClient
 from tritonfast.exceptions import (
@@ -259,22 +258,14 @@ def test_timeout_fires_in_the_lane(make_client):
 def test_threads_share_one_lane(make_client):
     client = make_client("identity_fp32", shared_memory=None)
     lane = _ready(client, np.zeros((1, 1), np.float32))
-    errors: list = []
     per_thread = 40
 
     def work(k: int) -> None:
-        try:
-            for i in range(per_thread):
-                x = np.full((1 + (i + k) % 3, 1 + k), k * 1000 + i, np.float32)
-                np.testing.assert_array_equal(client.infer_batch(x)["OUTPUT0"], x)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(per_thread):
+            x = np.full((1 + (i + k) % 3, 1 + k), k * 1000 + i, np.float32)
+            np.testing.assert_array_equal(client.infer_batch(x)["OUTPUT0"], x)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_in_threads(work, 8)
     assert not errors, errors[0]
     assert lane.sent == 8 * per_thread
 

@@ -174,6 +174,21 @@ void add_user_headers(std::string& head, const std::vector<Header>& headers) {
   }
 }
 
+// An /infer head after its framing headers: Content-Type (unless the caller
+// gives one), the caller's headers, the blank line.
+void add_end_of_infer_head(std::string& head, const std::vector<Header>& headers, bool binary) {
+  bool user_content_type = false;
+  for (const auto& h : headers) {
+    if (iequals(h.name, "Content-Type")) user_content_type = true;
+  }
+  if (!user_content_type) {
+    head += binary ? "Content-Type: application/octet-stream\r\n"
+                   : "Content-Type: application/json\r\n";
+  }
+  add_user_headers(head, headers);
+  head += "\r\n";
+}
+
 void check_body_size(std::uint64_t size) {
   if (size >= kMaxRequestBodyBytes) {
     throw EncodeError("request body of " + std::to_string(size) +
@@ -255,16 +270,7 @@ Request build_infer_request(std::string_view target, std::string_view host,
     append_uint(head, json.size());
     head += "\r\n";
   }
-  bool user_content_type = false;
-  for (const auto& h : headers) {
-    if (iequals(h.name, "Content-Type")) user_content_type = true;
-  }
-  if (!user_content_type) {
-    head += binary ? "Content-Type: application/octet-stream\r\n"
-                   : "Content-Type: application/json\r\n";
-  }
-  add_user_headers(head, headers);
-  head += "\r\n";
+  add_end_of_infer_head(head, headers, binary);
   head += json;
   return request;
 }
@@ -282,16 +288,7 @@ InferTemplate::InferTemplate(std::string_view target, std::string_view host,
   }
   check_body_size(json.size() + binary_bytes_);
   start_head(request_line_, "POST", target, host);
-  bool user_content_type = false;
-  for (const auto& h : headers) {
-    if (iequals(h.name, "Content-Type")) user_content_type = true;
-  }
-  if (!user_content_type) {
-    rest_of_head_ += binary_ ? "Content-Type: application/octet-stream\r\n"
-                             : "Content-Type: application/json\r\n";
-  }
-  add_user_headers(rest_of_head_, headers);
-  rest_of_head_ += "\r\n";
+  add_end_of_infer_head(rest_of_head_, headers, binary_);
 }
 
 Request InferTemplate::render(std::string_view id, std::vector<Segment> segments) const {
