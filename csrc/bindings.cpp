@@ -717,7 +717,6 @@ class PyInferPlan {
         types_[num] = NumericType{std::move(datatype), static_cast<std::uint64_t>(dtype.itemsize())};
       }
     }
-    for (const auto& h : headers_) http::validate_header(h);
   }
 
   // {output name: array} (infer_sample: each output's first row), or None.
