@@ -570,6 +570,18 @@ py::object output_array(const OutputTensor& output, const std::uint8_t* data, py
   return py::array(dtype, shape, {}, data, owner);
 }
 
+// output_array, with numpy's refusal of what the server sent (JSON data that
+// does not fit the shape or datatype, a shape numpy cannot hold) reported as the
+// server's fault, naming the output.
+py::object converted_output(const OutputTensor& output, const std::uint8_t* data, py::handle owner) {
+  try {
+    return output_array(output, data, owner);
+  } catch (py::error_already_set& e) {
+    throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
+                        describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
+  }
+}
+
 // Dict of output name -> numpy array (None for shared-memory outputs), in the
 // order of the response.
 py::dict outputs_from(const InferResponse& response, http::Body body) {
@@ -579,14 +591,7 @@ py::dict outputs_from(const InferResponse& response, http::Body body) {
   const http::Body& held = *owned;
   py::dict result;
   for (const auto& output : response.outputs) {
-    try {
-      result[py::str(output.name)] = output_array(output, held.data() + output.offset, owner);
-    } catch (py::error_already_set& e) {
-      // numpy refused what the server sent (JSON data that does not fit the
-      // shape or datatype, a shape numpy cannot hold): the server is at fault.
-      throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
-                          describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
-    }
+    result[py::str(output.name)] = converted_output(output, held.data() + output.offset, owner);
   }
   return result;
 }
@@ -886,12 +891,7 @@ class PyInferPlan {
         if (!array) throw py::error_already_set();
         if (api.PyArray_SetBaseObject_(array.ptr(), owner.inc_ref().ptr()) != 0) throw py::error_already_set();
       } else {
-        try {
-          array = output_array(output, data, owner);
-        } catch (py::error_already_set& e) {
-          throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
-                              describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
-        }
+        array = converted_output(output, data, owner);
       }
       if (first_row) {
         // infer_sample on a batching model, PyTriton's out[0]: the first row (a
