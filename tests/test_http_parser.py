@@ -338,6 +338,16 @@ def test_non_json_error_body_is_passed_on_verbatim() -> None:
     assert (info.value.status, info.value.message) == (502, "upstream x!")
 
 
+def test_json_output_that_does_not_fit_its_shape_names_the_output() -> None:
+    body = json.dumps({"outputs": [
+        {"name": "scores", "datatype": "INT32", "shape": [3], "data": [1, 2]},
+    ]}).encode()
+    parser = _core.ResponseParser()
+    parser.feed(wire(b"HTTP/1.1 200 OK", [("Content-Length", len(body))], body))
+    with pytest.raises(ProtocolError, match=r"output 'scores' \(INT32, shape \[3\]\) cannot be converted"):
+        parser.infer_result()
+
+
 def test_keep_alive_connection_parses_consecutive_responses() -> None:
     stream = GOLDEN[0].data + GOLDEN[2].data + GOLDEN[4].data
     statuses = []
