@@ -146,11 +146,12 @@ class BytesTensor {
         bytes::serialize(views_.data(), views_.size(), out);
         break;
       case 'S':
-        bytes::serialize_fixed(static_cast<const char*>(array_.data()), count_, itemsize_, out);
+        bytes::serialize_fixed(static_cast<const char*>(array_.data()), count_, itemsize_,
+                               lengths_.data(), out);
         break;
       default:
         bytes::serialize_ucs4(static_cast<const std::uint32_t*>(array_.data()), count_,
-                              itemsize_ / 4, out);
+                              itemsize_ / 4, lengths_.data(), out);
     }
   }
 
@@ -182,16 +183,21 @@ class BytesTensor {
     }
   }
 
-  std::uint64_t compute_size() const {
+  // 'S' and 'U' items live in the array's own memory, which another thread may
+  // rewrite while write() runs without the GIL: their lengths are measured once,
+  // here, and write() keeps to them (views_ of 'O' arrays are pinned by refs_).
+  std::uint64_t compute_size() {
     switch (kind_) {
       case 'O':
         return bytes::serialized_size(views_.data(), views_.size());
       case 'S':
+        lengths_.resize(count_);
         return bytes::fixed_serialized_size(static_cast<const char*>(array_.data()), count_,
-                                            itemsize_);
+                                            itemsize_, lengths_.data());
       default:
+        lengths_.resize(count_);
         return bytes::ucs4_serialized_size(static_cast<const std::uint32_t*>(array_.data()),
-                                           count_, itemsize_ / 4);
+                                           count_, itemsize_ / 4, lengths_.data());
     }
   }
 
@@ -200,6 +206,7 @@ class BytesTensor {
   char kind_ = 'O';
   std::size_t itemsize_ = 0;
   std::vector<std::string_view> views_;
+  std::vector<std::uint32_t> lengths_;  // 'S' / 'U': each element's wire length
   References refs_;
   std::uint64_t size_ = 0;
 };
@@ -407,6 +414,7 @@ class PreparedInfer {
   }
 
   const http::Request& wire() const { return wire_; }
+  const InferRequest& request() const { return request_; }
 
  private:
   static SharedMemoryRef shared_memory_ref(py::handle obj) {
@@ -505,6 +513,8 @@ py::object json_to_python(const json::Value& value) {
       for (const auto& member : value.as_object()) out[py::str(member.first)] = json_to_python(member.second);
       return out;
     }
+    case json::Value::Type::kRaw:
+      break;  // only outputs' "data" arrays are kept raw
   }
   return py::none();
 }
@@ -534,21 +544,24 @@ py::object output_array(const OutputTensor& output, const std::uint8_t* data, py
   }
   std::vector<py::ssize_t> shape(output.shape.begin(), output.shape.end());
   if (output.kind == OutputKind::kJson) {
-    if (!output.data.is_array()) {
-      throw ProtocolError("output '" + output.name + "': JSON 'data' is not an array");
+    // `data` is the start of the body here; the output's span is its "data" text.
+    JsonOutputData decoded;
+    {
+      MaybeReleaseGil nogil(output.size >= kReleaseGilMinBytes);  // Safe: C++ over the owned body
+      decoded = decode_json_output(output, data);
     }
-    py::object np = py::module_::import("numpy");
     if (output.datatype == "BYTES") {
-      py::list items;
-      for (const auto& item : output.data.as_array()) {
-        items.append(item.is_string() ? py::bytes(item.as_string()) : py::bytes(describe(json_to_python(item))));
-      }
-      py::array array = np.attr("empty")(items.size(), "object");
-      for (std::size_t i = 0; i < items.size(); ++i) array.attr("__setitem__")(i, items[i]);
-      return array.attr("reshape")(py::tuple(py::cast(shape)));
+      return bytes_objects(decoded.bytes.data(), decoded.bytes.size(), decoded.count)
+          .attr("reshape")(py::tuple(py::cast(shape)));
     }
-    return np.attr("array")(json_to_python(output.data), numpy_dtype(output.datatype))
-        .attr("reshape")(py::tuple(py::cast(shape)));
+    py::dtype dtype = py::reinterpret_borrow<py::dtype>(numpy_dtype(decoded.datatype));
+    py::array array(dtype, shape);
+    if (!decoded.bytes.empty()) std::memcpy(array.mutable_data(), decoded.bytes.data(), decoded.bytes.size());
+    if (decoded.datatype != output.datatype) {
+      // FP16 / BF16 decoded as FP64, every value in range: numpy narrows it.
+      return array.attr("astype")(numpy_dtype(output.datatype));
+    }
+    return std::move(array);
   }
   if (output.datatype == "BYTES") {
     const std::size_t count = bytes::count_elements(data, output.size);
@@ -573,13 +586,28 @@ py::object output_array(const OutputTensor& output, const std::uint8_t* data, py
 // output_array, with numpy's refusal of what the server sent (JSON data that
 // does not fit the shape or datatype, a shape numpy cannot hold) reported as the
 // server's fault, naming the output.
+[[noreturn]] void conversion_failed(const OutputTensor& output, const std::string& why) {
+  throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
+                      describe(py::cast(output.shape)) + ") cannot be converted: " + why);
+}
+
 py::object converted_output(const OutputTensor& output, const std::uint8_t* data, py::handle owner) {
   try {
     return output_array(output, data, owner);
   } catch (py::error_already_set& e) {
-    throw ProtocolError("output '" + output.name + "' (" + output.datatype + ", shape " +
-                        describe(py::cast(output.shape)) + ") cannot be converted: " + e.what());
+    conversion_failed(output, e.what());
   }
+}
+
+// infer_sample on a batching model, PyTriton's out[0]: the first row (a numpy
+// scalar for a 1-D output). An output without a row to take is the server's fault.
+py::object first_row(const OutputTensor& output, const py::object& array) {
+  if (output.shape.empty() || output.shape[0] < 1) {
+    throw ProtocolError("output '" + output.name + "' has shape " + describe(py::cast(output.shape)) +
+                        ": infer_sample on a batching model takes the first row of every output, "
+                        "and this one has " + (output.shape.empty() ? "no batch axis" : "an empty batch axis"));
+  }
+  return array[py::int_(0)];
 }
 
 // Dict of output name -> numpy array (None for shared-memory outputs), in the
@@ -591,28 +619,45 @@ py::dict outputs_from(const InferResponse& response, http::Body body) {
   const http::Body& held = *owned;
   py::dict result;
   for (const auto& output : response.outputs) {
-    result[py::str(output.name)] = converted_output(output, held.data() + output.offset, owner);
+    const std::uint8_t* at = output.kind == OutputKind::kJson ? held.data() : held.data() + output.offset;
+    result[py::str(output.name)] = converted_output(output, at, owner);
   }
   return result;
 }
 
-// Parses a complete response to an infer request: the outputs on 200, else
-// ServerError with Triton's message.
-// Throws ServerError (Triton's message, else the body as text) unless the status is 200.
+// Throws ServerError (Triton's message, else the status and the body's start)
+// unless the status is 200.
 void check_infer_status(const http::ResponseHead& head, const http::Body& body) {
   if (head.status != 200) {
-    auto message = parse_error_body(body.data(), body.size);
-    throw ServerError{head.status, message ? *message : std::string(reinterpret_cast<const char*>(body.data()), body.size)};
+    throw ServerError{head.status, error_answer_message(head.status, head.reason, body.data(), body.size)};
   }
 }
 
-py::dict infer_result(const http::ResponseHead& head, http::Body body) {
+// Parses a 200 answer to an inference request inside the transport, before its
+// connection is pooled: a response that does not answer the request (ProtocolError)
+// closes the connection. Other statuses are left to check_infer_status.
+class InferCheck final : public ResponseCheck {
+ public:
+  explicit InferCheck(const ExpectedResponse& expected) : expected_(expected) {}
+  void check(const Response& response) override {
+    if (response.head.status != 200) return;
+    parsed_ = parse_infer_response(response.body.data(), response.body.size,
+                                   response.head.inference_header_length, expected_);
+  }
+  InferResponse& parsed() { return parsed_; }
+
+ private:
+  ExpectedResponse expected_;
+  InferResponse parsed_;
+};
+
+py::dict infer_result(const http::ResponseHead& head, http::Body body, const ExpectedResponse& expected) {
   InferResponse parsed;
   {
     // Safe: parsing reads only `body`, which this frame owns.
     MaybeReleaseGil nogil(body.size >= kReleaseGilMinBytes);
     check_infer_status(head, body);
-    parsed = parse_infer_response(body.data(), body.size, head.inference_header_length);
+    parsed = parse_infer_response(body.data(), body.size, head.inference_header_length, expected);
   }
   return outputs_from(parsed, std::move(body));
 }
@@ -621,9 +666,9 @@ py::dict infer_result(const http::ResponseHead& head, http::Body body) {
 class PyHttpClient {
  public:
   PyHttpClient(std::string host, std::uint16_t port, std::size_t max_idle_connections,
-               std::size_t max_idle_buffer_bytes)
+               std::size_t max_idle_buffer_bytes, std::uint64_t max_response_body_bytes)
       : client_(Endpoint{std::move(host), port},
-                ClientOptions{max_idle_connections, max_idle_buffer_bytes}) {}
+                ClientOptions{max_idle_connections, max_idle_buffer_bytes, max_response_body_bytes}) {}
 
   py::tuple request(const std::string& method, const std::string& target, py::handle headers,
                     py::handle body, std::optional<double> timeout_s, bool idempotent) {
@@ -647,13 +692,15 @@ class PyHttpClient {
     PreparedInfer prepared(target, client_.endpoint().authority(), headers, request_id, inputs,
                            outputs, parameters);
     Response response;
+    InferCheck check(ExpectedResponse::to(prepared.request()));
     {
       // Safe: `prepared` holds references to every input array and owns the
       // serialized BYTES; the transport touches nothing else.
       MaybeReleaseGil nogil;
-      response = client_.perform(prepared.build(), deadline(timeout_s), /*idempotent=*/false);
+      response = client_.perform(prepared.build(), deadline(timeout_s), /*idempotent=*/false, &check);
+      check_infer_status(response.head, response.body);
     }
-    return infer_result(response.head, std::move(response.body));
+    return outputs_from(check.parsed(), std::move(response.body));
   }
 
   void close() {
@@ -709,7 +756,10 @@ class PyInferPlan {
         ids_(std::move(ids)),
         timeout_s_(timeout_s) {
     auto& api = py::detail::npy_api::get();
-    for (int num = 0; num < kTypeNumbers; ++num) {
+    // numpy's builtin numeric type numbers (bool, the integers, half, float,
+    // double); asking for the others costs a DeprecationWarning for NPY_CHAR
+    // on numpy 1.x, which users would see.
+    for (int num : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 23}) {
       PyObject* descr = api.PyArray_DescrFromType_(num);
       if (descr == nullptr) {
         PyErr_Clear();
@@ -771,30 +821,22 @@ class PyInferPlan {
       return py::none();  // shared memory's turn
     }
     std::shared_ptr<const http::InferTemplate> request_template = template_for(key, count);
-    if (!request_template) return py::none();  // outputs of this layout were large last time
 
     const std::string id = ids_->next();
     request_template->render_into(id, segments.data(), segments.size(), &wire);
     sent_.fetch_add(1, std::memory_order_relaxed);
     Response response;
-    ResponseLayoutCache::Parsed parsed;
+    LaneCheck check(responses_, id);
     {
       // Safe: the caller's tuple keeps every input array alive; the rest is C++.
       MaybeReleaseGil nogil;
       response = client_->native().perform(
-          wire, timeout_s_ ? Deadline::after(*timeout_s_) : Deadline::never(), /*idempotent=*/false);
+          wire, timeout_s_ ? Deadline::after(*timeout_s_) : Deadline::never(), /*idempotent=*/false,
+          &check);
       check_infer_status(response.head, response.body);
-      parsed = responses_.parse(response.body.data(), response.body.size,
-                                response.head.inference_header_length, id);
     }
-    py::dict result = outputs(parsed, std::move(response.body), /*first_row=*/add_batch_axis);
-    if (max_bytes_ != 0 && parsed.layout->binary_bytes >= max_bytes_) {
-      // Output sizes learned over HTTP are shared memory's business from now on.
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (large_.size() < kMaxLargeLayouts) large_.push_back(key);
-      template_.reset();
-    }
-    return std::move(result);
+    const ResponseLayoutCache::Parsed& parsed = check.parsed;
+    return outputs(parsed, std::move(response.body), /*take_first_row=*/add_batch_axis);
   }
 
   // Requests this lane has sent (the rest went the general way).
@@ -802,11 +844,23 @@ class PyInferPlan {
 
  private:
   static constexpr int kTypeNumbers = 32;  // numpy's builtin type numbers are below this
-  static constexpr std::size_t kMaxLargeLayouts = 256;
 
   struct NumericType {
     std::string datatype;
     std::uint64_t size = 0;  // 0: not a Triton numeric type
+  };
+
+  // InferCheck for the lane: the response-header cache's parse, in the transport.
+  struct LaneCheck final : ResponseCheck {
+    LaneCheck(ResponseLayoutCache& cache, std::string_view id) : cache(cache), id(id) {}
+    void check(const Response& response) override {
+      if (response.head.status != 200) return;
+      parsed = cache.parse(response.body.data(), response.body.size,
+                           response.head.inference_header_length, id);
+    }
+    ResponseLayoutCache& cache;
+    std::string_view id;
+    ResponseLayoutCache::Parsed parsed;
   };
 
   // Python objects of one response layout: output names and dtypes.
@@ -818,9 +872,8 @@ class PyInferPlan {
 
   std::shared_ptr<const http::InferTemplate> template_for(const std::vector<std::int64_t>& key,
                                                           std::size_t count) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    auto lock = locked();
     if (template_ && template_key_ == key) return template_;
-    if (std::find(large_.begin(), large_.end(), key) != large_.end()) return nullptr;
     InferRequest layout;
     std::size_t at = 0;
     for (std::size_t i = 0; i < count; ++i) {
@@ -866,7 +919,7 @@ class PyInferPlan {
     return py_layout_;
   }
 
-  py::dict outputs(const ResponseLayoutCache::Parsed& parsed, http::Body body, bool first_row) {
+  py::dict outputs(const ResponseLayoutCache::Parsed& parsed, http::Body body, bool take_first_row) {
     auto* owned = new http::Body(std::move(body));
     py::capsule owner(owned, [](void* p) { delete static_cast<http::Body*>(p); });
     const std::uint8_t* binary = owned->data() + parsed.base;
@@ -877,7 +930,8 @@ class PyInferPlan {
     const auto& outputs = parsed.layout->response.outputs;
     for (std::size_t i = 0; i < outputs.size(); ++i) {
       const OutputTensor& output = outputs[i];
-      const std::uint8_t* data = binary + output.offset;
+      // JSON outputs' spans count from the start of the body, binary ones from `binary`.
+      const std::uint8_t* data = output.kind == OutputKind::kJson ? owned->data() : binary + output.offset;
       py::object array;
       PyObject* descr = objects.dtypes[i].ptr();
       const auto itemsize = descr == Py_None ? 0 : py::reinterpret_borrow<py::dtype>(descr).itemsize();
@@ -888,16 +942,12 @@ class PyInferPlan {
             api.PyArray_Type_, descr, static_cast<int>(output.shape.size()),
             reinterpret_cast<Py_intptr_t*>(const_cast<std::int64_t*>(output.shape.data())), nullptr,
             const_cast<std::uint8_t*>(data), py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr));
-        if (!array) throw py::error_already_set();
+        if (!array) conversion_failed(output, py::error_already_set().what());  // numpy 1's 32 dimensions
         if (api.PyArray_SetBaseObject_(array.ptr(), owner.inc_ref().ptr()) != 0) throw py::error_already_set();
       } else {
         array = converted_output(output, data, owner);
       }
-      if (first_row) {
-        // infer_sample on a batching model, PyTriton's out[0]: the first row (a
-        // numpy scalar for a 1-D output).
-        array = array[py::int_(0)];
-      }
+      if (take_first_row) array = first_row(output, array);
       result[objects.names[i]] = std::move(array);
     }
     return result;
@@ -917,10 +967,19 @@ class PyInferPlan {
   ResponseLayoutCache responses_;
   std::atomic<std::uint64_t> sent_{0};
 
-  std::mutex mutex_;  // guards the three below
+  // Locks mutex_; in a forked child whose parent thread held it at the fork,
+  // the state it guards is abandoned unread.
+  std::unique_lock<fork::Mutex> locked() {
+    return fork::lock(mutex_, [this](bool intact) {
+      if (intact) return;
+      new (&template_) std::shared_ptr<const http::InferTemplate>();
+      new (&template_key_) std::vector<std::int64_t>();
+    });
+  }
+
+  fork::Mutex mutex_;  // guards the two below
   std::shared_ptr<const http::InferTemplate> template_;
   std::vector<std::int64_t> template_key_;
-  std::vector<std::vector<std::int64_t>> large_;
 
   std::shared_ptr<const PyLayout> py_layout_;  // GIL-guarded
 };
@@ -969,9 +1028,13 @@ class PyResponseParser {
     take();
     return py::bytes(reinterpret_cast<const char*>(body_.data()), body_.size);
   }
-  py::dict infer_result() {
+  // `prepared`: build_infer_request's owner, to check the response against
+  // the request (None: no check, for tests).
+  py::dict infer_result(py::handle prepared) {
     take();
-    return ::infer_result(parser_.head(), std::move(body_));
+    ExpectedResponse expected;
+    if (!prepared.is_none()) expected = ExpectedResponse::to(prepared.cast<PreparedInfer&>().request());
+    return ::infer_result(parser_.head(), std::move(body_), expected);
   }
 
  private:
@@ -1423,9 +1486,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<PyHttpClient>(m, "HttpClient",
                            "Thread-safe HTTP/1.1 keep-alive client; every wait releases the GIL.")
-      .def(py::init<std::string, std::uint16_t, std::size_t, std::size_t>(), py::arg("host"),
+      .def(py::init<std::string, std::uint16_t, std::size_t, std::size_t, std::uint64_t>(), py::arg("host"),
            py::arg("port"), py::arg("max_idle_connections") = 64,
-           py::arg("max_idle_buffer_bytes") = std::size_t{1} << 30)
+           py::arg("max_idle_buffer_bytes") = std::size_t{1} << 30,
+           py::arg("max_response_body_bytes") = http::kDefaultMaxResponseBodyBytes)
       .def("request", &PyHttpClient::request, py::arg("method"), py::arg("target"),
            py::arg("headers") = py::none(), py::arg("body") = py::none(),
            py::arg("timeout_s") = py::none(), py::arg("idempotent") = true,
@@ -1475,7 +1539,9 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("inference_header_length", &PyResponseParser::inference_header_length)
       .def_property_readonly("headers", &PyResponseParser::headers)
       .def("body", &PyResponseParser::body)
-      .def("infer_result", &PyResponseParser::infer_result);
+      .def("infer_result", &PyResponseParser::infer_result, py::arg("request") = py::none(),
+           "The outputs of a complete /infer response, checked against `request` "
+           "(build_infer_request's third item) when given.");
 
   m.def("parse_infer_body", &parse_infer_body, py::arg("body"), py::arg("header_length"),
         "Outputs of an /infer response body as (name, datatype, shape, kind, offset, size).");

@@ -305,17 +305,18 @@ def test_auto_uses_http_for_small_requests_and_shm_for_large(make_client, url):
     client.infer_batch(large)
     assert _body_bytes(recorder.infers[0][0]) == small.nbytes
     # The output's size is not known up front: the first large request goes plain
-    # HTTP and teaches it (one round trip holds 1x its payload, not inputs in a
-    # region plus outputs in a receive buffer); then shared memory both ways.
+    # HTTP (one round trip holds 1x its payload, not inputs in a region plus
+    # outputs in a receive buffer); then the inputs take shared memory and the
+    # output, whose size no earlier request can promise, stays on HTTP.
     assert _body_bytes(recorder.infers[1][0]) == large.nbytes
     assert recorder.infers[1][1] is None
     assert _body_bytes(recorder.infers[2][0]) == 0
-    assert isinstance(recorder.infers[2][1][0], tuple)
+    assert recorder.infers[2][1] == ["OUTPUT0"]
 
 
-def test_auto_learns_large_outputs_of_small_requests(make_client):
+def test_auto_receives_large_outputs_of_unknown_size_over_http(make_client):
     # echo_params returns the request's parameters as one BYTES element: a small
-    # request with a large response.
+    # request with a large response, whose size no earlier request can promise.
     client = make_client("echo_params", shared_memory="auto")
     recorder = _record(client)
     x = np.ones(4, np.float32)
@@ -323,9 +324,9 @@ def test_auto_learns_large_outputs_of_small_requests(make_client):
     for _ in range(2):
         [params] = client.infer_sample(x, parameters=parameters)["PARAMS"]
         assert json.loads(params)["blob"] == parameters["blob"]
-    assert _body_bytes(recorder.infers[0][0]) == x.nbytes  # plain HTTP; the output size is learned
-    assert _body_bytes(recorder.infers[1][0]) == 0  # then shared memory both ways
-    assert isinstance(recorder.infers[1][1][0], tuple)
+    for inputs, outputs in recorder.infers:
+        assert _body_bytes(inputs) == x.nbytes and outputs is None  # plain HTTP, both times
+    assert client._shm_path._pool is None
 
 
 def test_remote_or_disabled_servers_never_take_the_path(url):

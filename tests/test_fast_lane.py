@@ -199,9 +199,9 @@ def test_large_inputs_go_to_shared_memory(make_client):
     assert plain_lane.sent == 1
 
 
-def test_large_outputs_are_handed_to_shared_memory(make_client, monkeypatch):
-    """Small inputs whose outputs turn out large: the lane sends such a layout once,
-    then leaves it to shared memory, which learns the output size."""
+def test_large_outputs_of_unknown_size_stay_in_the_lane(make_client, monkeypatch):
+    """Small inputs whose outputs turn out large: under "auto" shared memory takes
+    only outputs whose size the config fixes, so such a layout stays the lane's."""
     monkeypatch.setattr(tritonfast._shm_path, "AUTO_THRESHOLD_BYTES", 4096)
     client = make_client("tile4", shared_memory="auto")
     x = np.arange(512, dtype=np.float32)[None]  # 2 KiB in, 8 KiB out
@@ -210,12 +210,12 @@ def test_large_outputs_are_handed_to_shared_memory(make_client, monkeypatch):
     lane = client._fast
     for _ in range(3):
         np.testing.assert_array_equal(client.infer_batch(x)["OUTPUT0"], expected)
-    assert lane.sent == 1
-    assert client._shm_path._pool is not None
+    assert lane.sent == 3
+    assert client._shm_path._pool is None
     # Other layouts stay the lane's.
     small = np.ones((1, 4), np.float32)
     np.testing.assert_array_equal(client.infer_batch(small)["OUTPUT0"], np.tile(small, 4))
-    assert lane.sent == 2
+    assert lane.sent == 4
 
 
 def test_server_errors_and_ids_match_the_general_path(make_client):

@@ -220,7 +220,8 @@ def answer(request: Request) -> bytes:
         header = json.loads(request.body[:header_length])
         (tensor,) = header["inputs"]
         data = request.body[header_length:]
-        out = json.dumps({"model_name": "m", "model_version": "1", "outputs": [
+        echo = {"id": header["id"]} if "id" in header else {}  # Triton echoes the request id
+        out = json.dumps({**echo, "model_name": "m", "model_version": "1", "outputs": [
             {"name": "OUTPUT0", "datatype": tensor["datatype"], "shape": tensor["shape"],
              "parameters": {"binary_data_size": len(data)}}]}).encode()
         body = out + data

@@ -8,15 +8,23 @@ request's input bytes or its expected output bytes reach ``AUTO_THRESHOLD_BYTES`
 ``tritonfast.cuda_shm``).
 
 Output sizes. An output whose config dims (with the batch dim taken from the
-inputs) are all known gets exactly its size. The size of any other output
-(a -1 dim, or BYTES) is learned: the first request with a given input-shape
-signature receives it over HTTP and remembers its byte size (``"auto"`` sends
-that request's inputs over HTTP too, so that inputs and outputs are not both
-held at once: an identity's first round trip costs 1x its payload in memory, not
-2x; ``"system"`` and ``"cuda"`` put the inputs in shared memory); later requests with that signature get ``VARIABLE_OUTPUT_HEADROOM``
-times that. When the server says a region is too small, the request fails with a
-clear ``PyTritonClientInferenceServerError`` (never run twice behind the caller's
-back) and the learned size is forgotten, so the next such request takes HTTP.
+inputs) are all known gets exactly its size. Any other output (a -1 dim, or
+BYTES) has no size known up front:
+
+* ``"auto"`` receives it over HTTP, always: a model whose output grows while
+  its input shapes stay the same (generative and detection models) would
+  outgrow any size learned from an earlier request, and "auto" must never fail
+  a request that plain HTTP completes. The first request with a given
+  input-shape signature goes wholly over HTTP (so a one-off round trip holds
+  1x its payload in memory, not its inputs in a region plus its outputs in a
+  receive buffer); later ones send their inputs through shared memory.
+* ``"system"`` and ``"cuda"`` learn it: the first request with a given
+  input-shape signature receives it over HTTP and remembers its byte size;
+  later requests with that signature get ``VARIABLE_OUTPUT_HEADROOM`` times
+  that. When the server says a region is too small, the request fails with a
+  clear ``PyTritonClientInferenceServerError`` (never run twice behind the
+  caller's back) and the learned size is forgotten, so the next such request
+  takes HTTP.
 
 Fallback. In ``"auto"`` mode a server that cannot use the client's regions
 (the extension is missing, or registering is refused: another IPC namespace
@@ -211,10 +219,7 @@ class SharedMemoryPath:
                 for x in inputs.values():
                     in_bytes += x.nbytes if x.dtype.kind != "O" else _core.bytes_serialized_size(x)
                 if in_bytes < self._threshold and not self._expect_large_output(plan, inputs):
-                    if not plan.has_learned:
-                        return None
-                    return self._infer_http_and_learn(transport, target, headers, request_id, inputs,
-                                                      parameters, timeout_s)
+                    return None
             signature = _signature(inputs)
             if plan.batching:
                 signature[0][1][0]  # noqa: B018 - IndexError without a batch axis
@@ -222,9 +227,9 @@ class SharedMemoryPath:
             return None  # not arrays, no inputs or no batch axis: the plain path reports it
         if self._threshold and plan.has_learned and signature not in self._learned:
             # "auto", outputs of unknown size: this signature's first request goes plain
-            # HTTP (received straight into the outputs' buffer) and teaches their sizes;
-            # the next ones take shared memory. Inputs in a region with the outputs over
-            # HTTP would hold both in memory at once (2x the payload for an identity).
+            # HTTP (received straight into the outputs' buffer): a one-off large request
+            # holds 1x its payload, not its inputs in a region plus its outputs in a
+            # receive buffer. The next ones send their inputs through shared memory.
             result = transport.infer(target, headers, request_id, list(inputs.items()), None,
                                      parameters, timeout_s)
             self._learn(signature, result)
@@ -241,28 +246,11 @@ class SharedMemoryPath:
                                parameters, timeout_s, signature)
 
     def _expect_large_output(self, plan: _Plan, inputs: Dict[str, Any]) -> bool:
-        """Whether the outputs known up front, or learned for these inputs, reach the threshold."""
+        """Whether the outputs known up front reach the threshold ("auto")."""
         expected = plan.fixed_bytes
         if expected and plan.batching:
             expected *= next(iter(inputs.values())).shape[0]
-        if plan.has_learned and self._learned:
-            learned = self._learned.get(_signature(inputs))
-            if learned:
-                expected += sum(learned.values())
         return expected >= self._threshold
-
-    def _infer_http_and_learn(self, transport: Any, target: str, headers: List[Tuple[str, str]],
-                              request_id: str, inputs: Dict[str, Any], parameters: Optional[dict],
-                              timeout_s: float) -> Dict[str, Any]:
-        """A plain request that also learns the output sizes when they are large."""
-        result = transport.infer(target, headers, request_id, list(inputs.items()), None, parameters,
-                                 timeout_s)
-        total = 0
-        for y in result.values():
-            total += y.nbytes if y.dtype.kind != "O" else _core.bytes_serialized_size(y)
-        if total >= self._threshold:
-            self._learn(_signature(inputs), result)
-        return result
 
     def _make_layout(self, signature: _Signature, inputs: Dict[str, Any], plan: _Plan) -> Optional[_Layout]:
         offset = 0
@@ -282,7 +270,12 @@ class SharedMemoryPath:
             placed_inputs.append((name, datatype, list(x.shape), offset, nbytes, empty))
             offset = align(offset + nbytes)
 
-        learned = self._learned.get(signature) if plan.has_learned else None
+        # Output regions are sized from what the config fixes, or from what earlier
+        # requests returned ("system" and "cuda" only). A model whose output grows
+        # while its input shapes stay the same outgrows a learned size, and the
+        # server then fails the request: "auto" must never fail where plain HTTP
+        # succeeds, so it receives every output of unknown size over HTTP.
+        learned = self._learned.get(signature) if plan.has_learned and not self._threshold else None
         outputs: Dict[str, Tuple[int, int]] = {}
         over_http: Optional[List[str]] = []
         if plan.outputs is None:

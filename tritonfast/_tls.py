@@ -9,12 +9,13 @@ it as on the native path.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import ssl
 import threading
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from tritonfast import _core
 from tritonfast._transport import MAX_IDLE_CONNECTIONS
@@ -26,12 +27,14 @@ HEAD_CHUNK_BYTES = 64 * 1024
 
 
 class TlsTransport:
-    def __init__(self, url: TritonUrl, context: ssl.SSLContext):
+    def __init__(self, url: TritonUrl, context: ssl.SSLContext, max_response_body_bytes: int):
         self._url = url
         self._context = context
+        self._max_body = max_response_body_bytes
         self._lock = threading.Lock()
         self._idle: List[ssl.SSLSocket] = []
         self._closed = False
+        self._pid = os.getpid()  # a forked child starts a pool of its own
 
     @property
     def authority(self) -> str:
@@ -41,16 +44,15 @@ class TlsTransport:
                 body: Optional[bytes] = None, timeout_s: Optional[float] = None,
                 idempotent: bool = True) -> Tuple[int, bytes]:
         head = _core.build_request(method, target, self.authority, headers, body)
-        parser = self._exchange(head, [], timeout_s, idempotent)
-        return parser.status, parser.body()
+        return self._exchange(head, [], timeout_s, idempotent, lambda parser: (parser.status, parser.body()))
 
     def infer(self, target: str, headers: List[Tuple[str, str]], request_id: str, inputs: Any,
               outputs: Any, parameters: Any, timeout_s: Optional[float]) -> dict:
-        head, segments, _owner = _core.build_infer_request(
+        head, segments, prepared = _core.build_infer_request(
             target, self.authority, headers, request_id, inputs, outputs, parameters
         )
-        parser = self._exchange(head, segments, timeout_s, idempotent=False)
-        return parser.infer_result()
+        # Checked against the request before the connection is pooled.
+        return self._exchange(head, segments, timeout_s, False, lambda parser: parser.infer_result(prepared))
 
     def close(self) -> None:
         with self._lock:
@@ -61,7 +63,10 @@ class TlsTransport:
 
     # ------------------------------------------------------------------ internals
 
-    def _exchange(self, head: bytes, segments: list, timeout_s: Optional[float], idempotent: bool):
+    def _exchange(self, head: bytes, segments: list, timeout_s: Optional[float], idempotent: bool,
+                  finish: Callable[[Any], Any]) -> Any:
+        """``finish(parser)`` of the response; what it raises (a response that does not
+        answer the request) closes the connection instead of pooling it."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         sock, reused = self._checkout(deadline)
         try:
@@ -79,13 +84,18 @@ class TlsTransport:
         except BaseException:
             sock.close()
             raise
+        try:
+            result = finish(parser)
+        except BaseException:
+            sock.close()
+            raise
         self._checkin(sock, reusable and parser.keep_alive)
-        return parser
+        return result
 
     def _send_and_receive(self, sock: ssl.SSLSocket, head: bytes, segments: list,
                           deadline: Optional[float]):
         where = self.authority
-        parser = _core.ResponseParser()
+        parser = _core.ResponseParser(self._max_body)
         chunk = bytearray(HEAD_CHUNK_BYTES)
         reusable = True
         try:
@@ -130,16 +140,31 @@ class TlsTransport:
             raise PyTritonClientConnectionError(f"connection to {self.authority} failed: {e}") from e
 
     def _checkout(self, deadline: Optional[float]) -> Tuple[ssl.SSLSocket, bool]:
+        if self._pid != os.getpid():
+            self._after_fork()
         while True:
             with self._lock:
                 sock = self._idle.pop() if self._idle else None
             if sock is None:
                 return self._connect(deadline), False
-            if _reusable(sock):
+            try:
+                reusable = _reusable(sock)
+            except (OSError, ValueError):
+                reusable = False
+            if reusable:
                 return sock, True
             sock.close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connections and lock are not ours. The
+        sockets are dropped unclosed (closing a TLS socket may write to it)."""
+        self._lock = threading.Lock()
+        self._idle = []
+        self._pid = os.getpid()
+
     def _checkin(self, sock: ssl.SSLSocket, keep: bool) -> None:
+        if self._pid != os.getpid():
+            return  # a connection of the parent's
         with self._lock:
             if keep and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
                 self._idle.append(sock)
@@ -160,8 +185,10 @@ def _settimeout(sock: socket.socket, deadline: Optional[float]) -> None:
 
 def _reusable(sock: ssl.SSLSocket) -> bool:
     """An idle keep-alive connection is reusable when nothing arrived on it (a
-    close or unasked bytes would make it readable)."""
+    close or unasked bytes would make it readable). poll(), not select(): select
+    fails for descriptors past 1,023, which busy processes have."""
     if sock.pending():
         return False
-    readable, _, _ = select.select([sock], [], [], 0)
-    return not readable
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return not poller.poll(0)

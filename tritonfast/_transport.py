@@ -31,9 +31,15 @@ MAX_IDLE_CONNECTIONS = 64
 MAX_IDLE_BUFFER_BYTES = 1 << 30
 
 
-def create_transport(url: TritonUrl, ssl_context: Optional[ssl.SSLContext] = None):
+# Largest response body a client accepts (ModelClient's max_response_body_bytes).
+DEFAULT_MAX_RESPONSE_BODY_BYTES = 16 << 30
+
+
+def create_transport(url: TritonUrl, ssl_context: Optional[ssl.SSLContext] = None,
+                     max_response_body_bytes: Optional[int] = None):
+    max_body = DEFAULT_MAX_RESPONSE_BODY_BYTES if max_response_body_bytes is None else max_response_body_bytes
     if url.scheme == "https":
         from tritonfast._tls import TlsTransport
 
-        return TlsTransport(url, ssl_context or ssl.create_default_context())
-    return _core.HttpClient(url.hostname, url.port, MAX_IDLE_CONNECTIONS, MAX_IDLE_BUFFER_BYTES)
+        return TlsTransport(url, ssl_context or ssl.create_default_context(), max_body)
+    return _core.HttpClient(url.hostname, url.port, MAX_IDLE_CONNECTIONS, MAX_IDLE_BUFFER_BYTES, max_body)

@@ -4,11 +4,15 @@ supported, and IPv6 literals keep their brackets."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 
 from tritonfast.exceptions import PyTritonClientInvalidUrlError
 
 DEFAULT_PORTS = {"http": 8000, "https": 443, "grpc": 8001}
+# Whatever stands before "://" is meant as a scheme, valid (RFC 3986) or not:
+# urllib leaves "invalid_scheme://host" unparsed, which would read as no host.
+_SCHEME = re.compile(r"^([^:/?#\[\]@]*)://")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,11 @@ class TritonUrl:
         """
         if not isinstance(url, str):
             raise PyTritonClientInvalidUrlError(f"Invalid url {url}. Url must be a string.")
+        given = _SCHEME.match(url)
+        if given is not None and given.group(1).lower() not in DEFAULT_PORTS:
+            raise PyTritonClientInvalidUrlError(
+                f"Invalid url {url}: scheme {given.group(1).lower()!r} is not supported; use http:// or https://"
+            )
         try:
             parsed = urllib.parse.urlparse(url)
             if "://" in url and not parsed.netloc:

@@ -12,24 +12,52 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Set
+
+from tritonfast import _fork
+from tritonfast.exceptions import PyTritonClientError
 
 _STOP = object()
+
+
+class ForkedError(PyTritonClientError):
+    """The work was queued or running in the parent process when this process forked:
+    its result belongs to the parent, and the child has none of its threads."""
 
 
 class WorkerPool:
     def __init__(self, max_workers: int, max_queue_size: Optional[int] = None, name: str = "tritonfast"):
         self._max_workers = max_workers
+        self._max_queue_size = max_queue_size
+        self._name = name
+        self._shutdown = False
+        self._fresh_state()
+        _fork.register(self)
+
+    def _fresh_state(self) -> None:
         # A C-level queue (queue.Queue's Python conditions cost a request several
         # microseconds per hand-over); the bound is a semaphore of free slots.
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._slots = threading.BoundedSemaphore(max_queue_size) if max_queue_size else None
-        self._name = name
+        self._slots = threading.BoundedSemaphore(self._max_queue_size) if self._max_queue_size else None
         self._lock = threading.Lock()
         self._threads: List[threading.Thread] = []
         # One permit per idle worker; a submission takes one or starts a worker.
         self._idle = threading.Semaphore(0)
-        self._shutdown = False
+        # Queued or running: failed in a forked child, where no worker will run them.
+        self._pending: Set[Future] = set()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the workers are gone and the queued work is the parent's."""
+        pending = list(self._pending)
+        self._fresh_state()
+        for future in pending:
+            if not future.done():
+                try:
+                    future.set_exception(ForkedError(
+                        "the request was queued or in flight in the parent process when this process "
+                        "forked: its result belongs to the parent; submit it again here"))
+                except Exception:  # noqa: BLE001 - a future in a state the parent left it in
+                    pass
 
     def submit(self, fn: Callable[..., Any], *args: Any, block: bool = True,
                timeout: Optional[float] = None, **kwargs: Any) -> Future:
@@ -37,6 +65,7 @@ class WorkerPool:
         future: Future = Future()
         if self._slots is not None and not self._slots.acquire(block, timeout if block else None):
             raise queue.Full
+        self._pending.add(future)
         self._queue.put((future, fn, args, kwargs))
         if self._idle.acquire(blocking=False):
             return future
@@ -74,8 +103,14 @@ class WorkerPool:
             future, fn, args, kwargs = item
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(fn(*args, **kwargs))
+                    result = fn(*args, **kwargs)
                 except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                    self._pending.discard(future)
                     future.set_exception(e)
+                else:
+                    self._pending.discard(future)
+                    future.set_result(result)
+            else:
+                self._pending.discard(future)
             del item, future, fn, args, kwargs
             self._idle.release()

@@ -22,19 +22,22 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from tritonfast import _core
+from tritonfast import _core, _fork
 from tritonfast._shm_path import MODES as SHM_MODES
 from tritonfast._shm_path import SharedMemoryPath, check_cuda_available, is_loopback_literal
 from tritonfast._transport import create_transport
 from tritonfast._url import TritonUrl
 from tritonfast._workers import WorkerPool
 from tritonfast.exceptions import (
+    ProtocolError,
     PyTritonClientClosedError,
     PyTritonClientConnectionError,
     PyTritonClientInferenceServerError,
@@ -63,6 +66,8 @@ POLL_MAX_S = 1.0
 UNKNOWN_MODEL_GRACE_S = 3.0
 # Chunks of one oversized batch in flight at once, shared by all clients.
 MAX_CHUNK_WORKERS = 16
+# Waiting for the chunks of a split batch: their requests' timeouts plus this.
+CHUNK_WAIT_SLACK_S = 1.0
 
 _ParamValue = Union[str, int, bool]
 
@@ -76,6 +81,16 @@ def _chunk_workers() -> WorkerPool:
         if _chunk_pool is None:
             _chunk_pool = WorkerPool(MAX_CHUNK_WORKERS, name="tritonfast-chunk")
         return _chunk_pool
+
+
+def _chunk_pool_after_fork() -> None:
+    global _chunk_pool, _chunk_pool_lock
+    _chunk_pool_lock = threading.Lock()  # another thread may have held it at the fork
+    _chunk_pool = None  # its workers are the parent's; the next split starts new ones
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_chunk_pool_after_fork)
 
 
 def _verify_inputs_args(inputs: tuple, named_inputs: dict) -> None:
@@ -124,6 +139,13 @@ class ModelClient:
             ``None``: never (tritonfast only). Numeric outputs that came through
             shared memory are views of a region that is reused only once every
             view of it is gone.
+        max_response_body_bytes: responses larger than this are refused with
+            ``ProtocolError`` before they are received (16 GiB; tritonfast only).
+
+    A client pickles as its configuration (url, model, version, timeouts and
+    options, never its connections) and connects lazily where it is unpickled,
+    as Dask, Ray and Spark workers need. After ``os.fork()`` the child uses
+    connections, locks and shared-memory regions of its own, never the parent's.
     """
 
     def __init__(
@@ -141,6 +163,7 @@ class ModelClient:
         split_large_batches: bool = True,
         ssl_context: Any = None,
         shared_memory: Optional[str] = "auto",
+        max_response_body_bytes: Optional[int] = None,
     ):
         self._triton_url = TritonUrl.from_url(url)
         self._url = self._triton_url.with_scheme
@@ -167,12 +190,20 @@ class ModelClient:
         version = self._model_version or ""
         self._model_path = _core.model_target(model_name, version, "")
         self._infer_target = _core.model_target(model_name, version, "/infer")
+        if max_response_body_bytes is not None and (
+                not isinstance(max_response_body_bytes, int) or max_response_body_bytes <= 0):
+            raise PyTritonClientValueError(
+                f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
+        self._max_response_body_bytes = max_response_body_bytes
+        self._lazy_init = lazy_init
+        self._ensure_model_is_ready = ensure_model_is_ready
         self._shared_memory = shared_memory
         self._shm_path = self._make_shm_path(shared_memory)
         # The hot path's one check: None where shared memory does not apply.
         self._shm: Optional[SharedMemoryPath] = self._shm_path
-        self._transport = create_transport(self._triton_url, ssl_context)
+        self._transport = create_transport(self._triton_url, ssl_context, max_response_body_bytes)
         self._closed = False
+        _fork.register(self)
         # The native fast lane (_core.InferPlan) once the config is known; None before.
         self._fast: Any = None
         if self._model_ready:
@@ -197,7 +228,39 @@ class ModelClient:
             split_large_batches=existing_client._split_large_batches,
             ssl_context=existing_client._ssl_context,
             shared_memory=existing_client._shared_memory,
+            max_response_body_bytes=existing_client._max_response_body_bytes,
         )
+
+    def __reduce__(self) -> Any:
+        """Pickles as configuration: the unpickled client connects on first use."""
+        if self._ssl_context is not None:
+            raise TypeError(
+                "a ModelClient with an ssl_context cannot be pickled (ssl.SSLContext cannot): "
+                "create the client in the worker, or leave ssl_context=None to use the default"
+            )
+        return (_unpickle_client, (type(self), self._config_kwargs()))
+
+    def _config_kwargs(self) -> Dict[str, Any]:
+        return dict(
+            url=self._url,
+            model_name=self._model_name,
+            model_version=self._model_version,
+            lazy_init=True,
+            init_timeout_s=self._init_timeout_s,
+            inference_timeout_s=self._inference_timeout_s,
+            model_config=self._model_config,
+            ensure_model_is_ready=self._model_config is None or not self._model_ready
+            or self._ensure_model_is_ready,
+            access_token=self._access_token,
+            split_large_batches=self._split_large_batches,
+            shared_memory=self._shared_memory,
+            max_response_body_bytes=self._max_response_body_bytes,
+        )
+
+    def _after_fork(self) -> None:
+        # In a forked child (see tritonfast._fork): another thread of the parent may
+        # have held the lock. The native transport renews its own state.
+        self._init_lock = threading.Lock()
 
     def __enter__(self) -> "ModelClient":
         return self
@@ -287,7 +350,7 @@ class ModelClient:
             named_inputs = {name: x[np.newaxis, ...] for name, x in named_inputs.items()}
         result = self._infer(self._name_inputs(config, inputs, named_inputs), parameters, headers)
         if batching:
-            result = {name: out[0] for name, out in result.items()}
+            result = {name: _first_row(name, out) for name, out in result.items()}
         return result
 
     def infer_batch(
@@ -529,7 +592,23 @@ class ModelClient:
                       headers: Optional[dict]) -> Dict[str, np.ndarray]:
         pool = _chunk_workers()
         futures = [pool.submit(self._infer, chunk, parameters, headers) for chunk in chunks]
-        results = [f.result() for f in futures]
+        # Each chunk's request is bounded by the inference timeout; chunks beyond the
+        # pool's workers wait their turn. The wait itself is bounded too, so that no
+        # state of a worker (a fork, a bug) can hang the caller.
+        rounds = -(-len(chunks) // MAX_CHUNK_WORKERS)
+        deadline = time.monotonic() + rounds * self._inference_timeout_s + CHUNK_WAIT_SLACK_S
+        results = []
+        for future in futures:
+            try:
+                results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except FutureTimeoutError:
+                for f in futures:
+                    f.cancel()
+                raise PyTritonClientTimeoutError(
+                    f"Timeout occurred during inference request. Timeout: {self._inference_timeout_s} s "
+                    f"Message: {len(chunks)} chunks of a split batch did not finish in time "
+                    f"(model {self._describe_model()})"
+                ) from None
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
 
@@ -548,6 +627,24 @@ def _split_batch(inputs: Dict[str, Any], max_batch_size: int) -> Optional[List[D
         {name: x[start:start + max_batch_size] for name, x in inputs.items()}
         for start in range(0, batch, max_batch_size)
     ]
+
+
+def _unpickle_client(cls: type, kwargs: Dict[str, Any]) -> Any:
+    return cls(**kwargs)
+
+
+def _first_row(name: str, out: Any) -> Any:
+    """PyTriton's ``out[0]`` for infer_sample on a batching model; an output without
+    a row to take is the server's fault (as in the fast lane, csrc/bindings.cpp)."""
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) == 0 or shape[0] < 1:
+        shape_list = list(shape) if shape is not None else []
+        raise ProtocolError(
+            f"output '{name}' has shape {shape_list}: infer_sample on a batching model takes the "
+            "first row of every output, and this one has "
+            + ("no batch axis" if not shape_list else "an empty batch axis")
+        )
+    return out[0]
 
 
 def _error_message(body: bytes) -> str:

@@ -10,7 +10,8 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Optional
 
-from tritonfast.client import ModelClient
+from tritonfast import _fork
+from tritonfast.client import ModelClient, _unpickle_client
 from tritonfast._workers import WorkerPool
 from tritonfast.exceptions import PyTritonClientClosedError, PyTritonClientQueueFullError
 
@@ -39,6 +40,10 @@ class FuturesModelClient:
     The workers are daemon threads sharing one client (and its connection pool),
     so requests run in parallel (the GIL is released during I/O) and a client
     that was never closed does not hold up interpreter exit.
+
+    Pickles as its configuration, like ModelClient. In a forked child, futures
+    the parent had queued or running fail with ``ForkedError`` (their requests
+    are the parent's) and new requests start workers of the child's own.
     """
 
     def __init__(
@@ -58,6 +63,10 @@ class FuturesModelClient:
             raise ValueError("max_workers must be greater than 0")
         if max_queue_size is not None and max_queue_size <= 0:
             raise ValueError("max_queue_size must be greater than 0")
+        self._config = dict(url=url, model_name=model_name, model_version=model_version,
+                            max_workers=max_workers, max_queue_size=max_queue_size,
+                            non_blocking=non_blocking, init_timeout_s=init_timeout_s,
+                            inference_timeout_s=inference_timeout_s, **client_kwargs)
         self._client = ModelClient(
             url,
             model_name,
@@ -73,6 +82,20 @@ class FuturesModelClient:
         self._closed = False
         self._close_lock = threading.Lock()
         _open_clients.add(self)
+        _fork.register(self)
+
+    def __reduce__(self) -> Any:
+        """Pickles as configuration: the unpickled client connects on first use."""
+        if self._config.get("ssl_context") is not None:
+            raise TypeError(
+                "a FuturesModelClient with an ssl_context cannot be pickled (ssl.SSLContext cannot): "
+                "create the client in the worker, or leave ssl_context=None to use the default"
+            )
+        config = dict(self._config)
+        return (_unpickle_client, (type(self), config))
+
+    def _after_fork(self) -> None:
+        self._close_lock = threading.Lock()  # another thread of the parent may have held it
 
     def __enter__(self) -> "FuturesModelClient":
         return self

@@ -46,6 +46,16 @@ void Buffer::reset() {
   pool_.reset();
 }
 
+std::unique_lock<fork::Mutex> BufferPool::locked() const {
+  return fork::lock(mutex_, [this](bool intact) {
+    if (intact) return;  // the idle buffers are this child's copies: reused as they are
+    // A parent thread was changing the maps at the fork: abandon them unread.
+    new (&idle_) std::multimap<std::size_t, std::uint8_t*>();
+    new (&idle_small_) std::multimap<std::size_t, std::uint8_t*>();
+    idle_bytes_ = 0;
+  });
+}
+
 std::shared_ptr<BufferPool> BufferPool::create(std::size_t max_idle_bytes) {
   return std::shared_ptr<BufferPool>(new BufferPool(max_idle_bytes));
 }
@@ -53,7 +63,7 @@ std::shared_ptr<BufferPool> BufferPool::create(std::size_t max_idle_bytes) {
 Buffer BufferPool::acquire(std::size_t min_capacity) {
   const bool small = min_capacity <= kSmallBytes;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    auto lock = locked();
     auto& idle = small ? idle_small_ : idle_;
     auto it = idle.lower_bound(min_capacity);
     if (it != idle.end() && (small || it->first / 2 <= min_capacity)) {
@@ -70,7 +80,7 @@ Buffer BufferPool::acquire(std::size_t min_capacity) {
 
 void BufferPool::give_back(std::uint8_t* data, std::size_t capacity) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    auto lock = locked();
     if (capacity <= kSmallBytes) {
       if (idle_small_.size() < kMaxIdleSmall) {
         idle_small_.emplace(capacity, data);
@@ -88,7 +98,7 @@ void BufferPool::give_back(std::uint8_t* data, std::size_t capacity) {
 void BufferPool::trim() {
   std::multimap<std::size_t, std::uint8_t*> idle, idle_small;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    auto lock = locked();
     idle.swap(idle_);
     idle_small.swap(idle_small_);
     idle_bytes_ = 0;
@@ -98,7 +108,7 @@ void BufferPool::trim() {
 }
 
 std::size_t BufferPool::idle_bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = locked();
   return idle_bytes_;
 }
 

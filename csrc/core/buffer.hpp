@@ -10,6 +10,8 @@
 #include <memory>
 #include <mutex>
 
+#include "core/fork.hpp"
+
 namespace tritonfast {
 
 class BufferPool;
@@ -73,11 +75,14 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   friend class Buffer;
   void give_back(std::uint8_t* data, std::size_t capacity);
 
+  std::unique_lock<fork::Mutex> locked() const;
+
   const std::size_t max_idle_bytes_;
-  mutable std::mutex mutex_;
-  std::multimap<std::size_t, std::uint8_t*> idle_;  // large: capacity -> block
-  std::size_t idle_bytes_ = 0;                      // of the large ones
-  std::multimap<std::size_t, std::uint8_t*> idle_small_;
+  mutable fork::Mutex mutex_;
+  // Guarded by mutex_ (mutable: a forked child's first lock may reset them).
+  mutable std::multimap<std::size_t, std::uint8_t*> idle_;  // large: capacity -> block
+  mutable std::size_t idle_bytes_ = 0;                      // of the large ones
+  mutable std::multimap<std::size_t, std::uint8_t*> idle_small_;
 };
 
 }  // namespace tritonfast

@@ -28,6 +28,12 @@ inline std::uint32_t load_le32(const std::uint8_t* p) {
                     "-byte limit of a BYTES element (its length prefix is 4 bytes)");
 }
 
+[[noreturn]] void changed_while_writing(std::size_t index) {
+  throw EncodeError("element " + std::to_string(index) +
+                    " changed while the tensor was being serialized (another thread wrote to "
+                    "the array): its UTF-8 length differs from the one measured");
+}
+
 inline std::size_t check_length(std::size_t index, std::uint64_t size) {
   if (size > kMaxElementBytes) element_too_long(index, size);
   return static_cast<std::size_t>(size);
@@ -106,42 +112,55 @@ std::uint8_t* serialize(const std::string_view* elements, std::size_t n, std::ui
   return out;
 }
 
-std::uint64_t fixed_serialized_size(const char* data, std::size_t n, std::size_t itemsize) {
+std::uint64_t fixed_serialized_size(const char* data, std::size_t n, std::size_t itemsize,
+                                    std::uint32_t* lengths) {
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    total += kPrefixBytes + check_length(i, fixed_length(data + i * itemsize, itemsize));
+    const std::size_t len = check_length(i, fixed_length(data + i * itemsize, itemsize));
+    lengths[i] = static_cast<std::uint32_t>(len);
+    total += kPrefixBytes + len;
   }
   return total;
 }
 
 std::uint8_t* serialize_fixed(const char* data, std::size_t n, std::size_t itemsize,
-                              std::uint8_t* out) {
+                              const std::uint32_t* lengths, std::uint8_t* out) {
   for (std::size_t i = 0; i < n; ++i) {
-    const char* item = data + i * itemsize;
-    const std::size_t len = check_length(i, fixed_length(item, itemsize));
-    out = store_le32(out, static_cast<std::uint32_t>(len));
-    if (len) std::memcpy(out, item, len);
-    out += len;
+    // The recorded length, never more than itemsize: in bounds on both sides.
+    const std::size_t len = lengths[i] <= itemsize ? lengths[i] : itemsize;
+    out = store_le32(out, lengths[i]);
+    if (len) std::memcpy(out, data + i * itemsize, len);
+    if (len < lengths[i]) std::memset(out + len, 0, lengths[i] - len);
+    out += lengths[i];
   }
   return out;
 }
 
-std::uint64_t ucs4_serialized_size(const std::uint32_t* data, std::size_t n, std::size_t chars) {
+std::uint64_t ucs4_serialized_size(const std::uint32_t* data, std::size_t n, std::size_t chars,
+                                   std::uint32_t* lengths) {
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t* item = data + i * chars;
-    total += kPrefixBytes + check_length(i, utf8_length(i, item, ucs4_chars(item, chars)));
+    const std::size_t len = check_length(i, utf8_length(i, item, ucs4_chars(item, chars)));
+    lengths[i] = static_cast<std::uint32_t>(len);
+    total += kPrefixBytes + len;
   }
   return total;
 }
 
 std::uint8_t* serialize_ucs4(const std::uint32_t* data, std::size_t n, std::size_t chars,
-                             std::uint8_t* out) {
+                             const std::uint32_t* lengths, std::uint8_t* out) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t* item = data + i * chars;
     const std::size_t len = ucs4_chars(item, chars);
-    out = store_le32(out, static_cast<std::uint32_t>(check_length(i, utf8_length(i, item, len))));
-    for (std::size_t c = 0; c < len; ++c) out = put_utf8(out, item[c]);
+    out = store_le32(out, lengths[i]);
+    std::uint8_t* const end = out + lengths[i];
+    for (std::size_t c = 0; c < len; ++c) {
+      const std::uint32_t cp = item[c];
+      if (utf8_width(i, c, cp) > static_cast<std::size_t>(end - out)) changed_while_writing(i);
+      out = put_utf8(out, cp);
+    }
+    if (out != end) changed_while_writing(i);
   }
   return out;
 }

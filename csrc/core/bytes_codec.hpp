@@ -31,17 +31,29 @@ std::uint8_t* serialize(const std::string_view* elements, std::size_t n, std::ui
 // --- numpy 'S' arrays: `n` contiguous items of `itemsize` bytes. Like numpy's
 // own item access, trailing NUL bytes of each item are not part of the element.
 
-std::uint64_t fixed_serialized_size(const char* data, std::size_t n, std::size_t itemsize);
+//
+// Sizing stores each element's byte length in `lengths` (n entries); writing
+// uses those lengths, not the array's bytes as they are then. The array may be
+// a Python object that another thread changes while the GIL is released: the
+// write stays inside the serialized_size() bytes it was given whatever happens
+// to the items meanwhile.
+
+std::uint64_t fixed_serialized_size(const char* data, std::size_t n, std::size_t itemsize,
+                                    std::uint32_t* lengths);
 std::uint8_t* serialize_fixed(const char* data, std::size_t n, std::size_t itemsize,
-                              std::uint8_t* out);
+                              const std::uint32_t* lengths, std::uint8_t* out);
 
 // --- numpy 'U' arrays: `n` contiguous items of `chars` UCS-4 code points,
 // encoded as UTF-8; trailing NUL code points are dropped as numpy does.
 // EncodeError (naming the element) for surrogates and values past U+10FFFF.
+// `lengths` as for 'S' arrays (UTF-8 bytes per element); an element whose
+// encoding no longer has the recorded length when it is written (another
+// thread changed it) is an EncodeError naming it, never a write out of bounds.
 
-std::uint64_t ucs4_serialized_size(const std::uint32_t* data, std::size_t n, std::size_t chars);
+std::uint64_t ucs4_serialized_size(const std::uint32_t* data, std::size_t n, std::size_t chars,
+                                   std::uint32_t* lengths);
 std::uint8_t* serialize_ucs4(const std::uint32_t* data, std::size_t n, std::size_t chars,
-                             std::uint8_t* out);
+                             const std::uint32_t* lengths, std::uint8_t* out);
 
 // --- Decoding.
 

@@ -450,7 +450,7 @@ struct ResponseParser::State {
 
   [[noreturn]] void body_too_large() {
     fail("response body exceeds the " + std::to_string(max_body) +
-         "-byte limit (max_response_body_bytes)");
+         "-byte limit (raise it with the client option max_response_body_bytes)");
   }
 
   std::size_t feed(const std::uint8_t* data, std::size_t size);
@@ -780,7 +780,7 @@ void ResponseParser::State::end_of_head() {
     head.content_length = content_length;
     if (*content_length > max_body) {
       fail("Content-Length " + std::to_string(*content_length) + " exceeds the " +
-           std::to_string(max_body) + "-byte limit (max_response_body_bytes)");
+           std::to_string(max_body) + "-byte limit (raise it with the client option max_response_body_bytes)");
     }
     if (*content_length > std::numeric_limits<std::size_t>::max() - lead) {
       fail("Content-Length " + std::to_string(*content_length) + " does not fit in memory");
@@ -835,7 +835,7 @@ void ResponseParser::State::chunk_size_line(std::string_view s) {
   if (size > max_body - got) {
     fail("chunked response body of at least " + std::to_string(got) + " + " +
          std::to_string(size) + " bytes exceeds the " + std::to_string(max_body) +
-         "-byte limit (max_response_body_bytes)");
+         "-byte limit (raise it with the client option max_response_body_bytes)");
   }
   chunk_left = size;
   phase = Phase::kChunkData;

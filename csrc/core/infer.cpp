@@ -6,8 +6,14 @@
 // size) spans of the caller's body.
 #include "core/infer.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+
+#include "core/bytes_codec.hpp"
 
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
@@ -208,6 +214,11 @@ std::string write_infer_header(const InferRequest& request) {
 
 namespace {
 
+// An error body is parsed only for its "error" member: bounded like the header.
+constexpr std::size_t kMaxErrorBodyValues = 4096;
+// How much of a body that is not a Triton error a message quotes.
+constexpr std::size_t kErrorBodyExcerptBytes = 200;
+
 [[noreturn]] void protocol_error(const std::string& message) { throw ProtocolError(message); }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
@@ -254,7 +265,8 @@ bool size_parameter(const json::Value& parameters, std::string_view key, const s
 }  // namespace
 
 InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
-                                   std::optional<std::uint64_t> header_length) {
+                                   std::optional<std::uint64_t> header_length,
+                                   const ExpectedResponse& expected) {
   std::uint64_t json_size = size;
   if (header_length) {
     if (*header_length > size) {
@@ -266,8 +278,13 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
 
   json::Value root;
   try {
+    json::ParseOptions options;
+    options.max_values = kMaxInferenceHeaderValues;
+    options.raw_key = "data";
+    options.raw_depth = 3;  // {"outputs": [{"data": [...]}]}
     root = json::parse(std::string_view(reinterpret_cast<const char*>(body),
-                                        static_cast<std::size_t>(json_size)));
+                                        static_cast<std::size_t>(json_size)),
+                       options);
   } catch (const DecodeError& e) {
     protocol_error(std::string("response header: ") + e.what());
   }
@@ -277,12 +294,29 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
   response.model_name = optional_string(root, "model_name", "response");
   response.model_version = optional_string(root, "model_version", "response");
   response.id = optional_string(root, "id", "response");
+  if (!expected.id.empty() && response.id != expected.id) {
+    if (root.find("id") == nullptr) {
+      protocol_error("response carries no id, but it should answer request id '" +
+                     std::string(expected.id) + "'");
+    }
+    protocol_error("response id '" + response.id + "' does not match the request id '" +
+                   std::string(expected.id) + "': it answers another request");
+  }
   response.parameters = take_optional_object(root, "parameters", "response");
 
   const json::Value* outputs = root.find("outputs");
   if (outputs == nullptr || !outputs->is_array()) {
     protocol_error("response has no 'outputs' array");
   }
+  const std::vector<RequestedOutput>* requested =
+      expected.outputs != nullptr && !expected.outputs->empty() ? expected.outputs : nullptr;
+  auto find_requested = [&](const std::string& name) -> const RequestedOutput* {
+    if (requested == nullptr) return nullptr;
+    for (const auto& r : *requested) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  };
 
   std::uint64_t offset = json_size;  // where the next binary segment starts
   response.outputs.reserve(outputs->as_array().size());
@@ -297,6 +331,17 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
     }
     out.name = name->as_string();
     const std::string owner = "output '" + out.name + "'";
+    for (const auto& earlier : response.outputs) {
+      if (earlier.name == out.name) {
+        protocol_error(owner + " appears twice in the response (outputs " +
+                       std::to_string(&earlier - response.outputs.data()) + " and " +
+                       std::to_string(index) + ")");
+      }
+    }
+    const RequestedOutput* asked = find_requested(out.name);
+    if (requested != nullptr && asked == nullptr) {
+      protocol_error(owner + " is in the response but the request did not ask for it");
+    }
 
     const json::Value* datatype = o.find("datatype");
     if (datatype == nullptr || !datatype->is_string()) {
@@ -308,6 +353,11 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
 
     const json::Value* shape = o.find("shape");
     if (shape == nullptr || !shape->is_array()) protocol_error(owner + " has no 'shape' array");
+    if (shape->as_array().size() > kMaxOutputDims) {
+      protocol_error(owner + ": shape has " + std::to_string(shape->as_array().size()) +
+                     " dimensions, more than the " + std::to_string(kMaxOutputDims) +
+                     " an array can have");
+    }
     std::uint64_t elements = 1;
     bool overflow = false;
     out.shape.reserve(shape->as_array().size());
@@ -317,6 +367,10 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
       }
       out.shape.push_back(d.as_int());
     }
+    // Bytes spanned by the non-zero dimensions (an array's strides): numpy
+    // keeps them in int64 even when a zero dimension leaves the array empty.
+    std::uint64_t span = info->size > 0 ? info->size : sizeof(void*);
+    bool too_wide = false;
     for (const std::int64_t d : out.shape) {
       if (d < 0) {
         protocol_error(owner + ": shape " + shape_text(out.shape) + " has a negative dimension");
@@ -324,6 +378,13 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
       if (__builtin_mul_overflow(elements, static_cast<std::uint64_t>(d), &elements)) {
         overflow = true;
       }
+      if (d != 0 && __builtin_mul_overflow(span, static_cast<std::uint64_t>(d), &span)) {
+        too_wide = true;
+      }
+    }
+    if (too_wide || span > static_cast<std::uint64_t>(INT64_MAX)) {
+      protocol_error(owner + ": shape " + shape_text(out.shape) + " " + out.datatype +
+                     " is too large for an array (its non-zero dimensions span 2^63 bytes or more)");
     }
     for (const std::int64_t d : out.shape) {
       if (d == 0) overflow = false;  // an empty tensor, whatever the other dimensions
@@ -352,9 +413,15 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
       out.size = n;
       offset += n;
     } else if (const json::Value* data = o.find("data")) {
+      if (!data->is_raw()) protocol_error(owner + ": JSON 'data' is not an array");
       out.kind = OutputKind::kJson;
-      out.data = std::move(*const_cast<json::Value*>(data));  // root is ours; see above
+      out.offset = data->raw_offset();
+      out.size = data->raw_size();
     } else {
+      if (asked == nullptr || !asked->shared_memory) {
+        protocol_error(owner + " has neither binary_data_size nor data, and the request did "
+                       "not ask for it in shared memory");
+      }
       out.kind = OutputKind::kSharedMemory;
       std::uint64_t shm_size = 0;
       if (size_parameter(out.parameters, "shared_memory_byte_size", owner, &shm_size)) {
@@ -369,7 +436,172 @@ InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
                    " bytes after the last output (outputs end at byte " + std::to_string(offset) +
                    " of " + std::to_string(size) + ")");
   }
+  if (requested != nullptr) {
+    for (const auto& r : *requested) {
+      bool found = false;
+      for (const auto& out : response.outputs) found = found || out.name == r.name;
+      if (!found) protocol_error("output '" + r.name + "' was requested but is not in the response");
+    }
+  }
   return response;
+}
+
+namespace {
+
+// decode_json_output's element checks, one datatype at a time.
+struct JsonDecoder {
+  const OutputTensor& output;
+  const std::string owner;
+  char kind;  // 'b' bool, 'i' signed, 'u' unsigned, 'f' float, 'S' bytes
+  std::uint64_t width;  // bytes per element written (FP16/BF16: 8, as FP64)
+  double limit;  // 'f': finite values must stay below this in magnitude (0: any)
+  std::int64_t min = 0;
+  std::uint64_t max = 0;
+  std::uint64_t expected = 0;
+  std::vector<std::uint8_t>* out;
+
+  [[noreturn]] void bad(std::size_t index, const std::string& what) const {
+    protocol_error(owner + " (" + output.datatype + "): JSON element " + std::to_string(index) +
+                   " " + what);
+  }
+
+  template <typename T>
+  void put(T v) {
+    const std::size_t at = out->size();
+    out->resize(at + sizeof(T));
+    std::memcpy(out->data() + at, &v, sizeof(T));  // little-endian hosts only
+  }
+
+  void element(std::size_t index, const json::Value& v) {
+    if (index >= expected) {
+      bad(index, "is past the " + std::to_string(expected) + " elements of shape " +
+                     shape_text(output.shape));
+    }
+    switch (kind) {
+      case 'b':
+        if (!v.is_bool()) bad(index, "is not true or false");
+        put<std::uint8_t>(v.as_bool() ? 1 : 0);
+        return;
+      case 'S': {
+        if (!v.is_string()) bad(index, "is not a string");
+        const std::string& text = v.as_string();
+        if (text.size() > bytes::kMaxElementBytes) bad(index, "is longer than a BYTES element can be");
+        put<std::uint32_t>(static_cast<std::uint32_t>(text.size()));
+        out->insert(out->end(), text.begin(), text.end());
+        return;
+      }
+      case 'f': {
+        if (!v.is_number()) bad(index, "is not a number");
+        const double d = v.as_double();
+        if (limit != 0 && std::isfinite(d) && std::fabs(d) >= limit) {
+          bad(index, "(" + number_text(d) + ") is out of the datatype's range");
+        }
+        if (width == 4) {
+          put<float>(static_cast<float>(d));
+        } else {
+          put<double>(d);
+        }
+        return;
+      }
+      default: {
+        const bool integral = v.is_number() && (v.is_integer() || v.is_uint64());
+        if (!integral) bad(index, "is not an integer");
+        bool ok;
+        if (v.is_uint64()) {
+          ok = kind == 'u' && v.as_uint64() <= max;
+        } else if (kind == 'u') {
+          ok = v.as_int() >= 0 && static_cast<std::uint64_t>(v.as_int()) <= max;
+        } else {
+          ok = v.as_int() >= min && (v.as_int() < 0 || static_cast<std::uint64_t>(v.as_int()) <= max);
+        }
+        if (!ok) {
+          bad(index, "(" + (v.is_uint64() ? std::to_string(v.as_uint64()) : std::to_string(v.as_int())) +
+                         ") is out of the datatype's range");
+        }
+        const std::uint64_t bits = v.is_uint64() ? v.as_uint64() : static_cast<std::uint64_t>(v.as_int());
+        switch (width) {
+          case 1: put<std::uint8_t>(static_cast<std::uint8_t>(bits)); break;
+          case 2: put<std::uint16_t>(static_cast<std::uint16_t>(bits)); break;
+          case 4: put<std::uint32_t>(static_cast<std::uint32_t>(bits)); break;
+          default: put<std::uint64_t>(bits); break;
+        }
+      }
+    }
+  }
+
+  static std::string number_text(double d) {
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, d);
+    return std::string(buf, r.ptr);
+  }
+
+  static void visit(void* context, std::size_t index, const json::Value& v) {
+    static_cast<JsonDecoder*>(context)->element(index, v);
+  }
+};
+
+}  // namespace
+
+JsonOutputData decode_json_output(const OutputTensor& output, const std::uint8_t* body) {
+  JsonOutputData result;
+  result.datatype = output.datatype;
+  const std::string& t = output.datatype;
+  JsonDecoder decoder{output, "output '" + output.name + "'", 'f', 8, 0, 0, 0, 0, &result.bytes};
+  if (t == "BOOL") {
+    decoder.kind = 'b';
+    decoder.width = 1;
+  } else if (t == "BYTES") {
+    decoder.kind = 'S';
+  } else if (t == "FP64") {
+  } else if (t == "FP32") {
+    decoder.width = 4;
+    decoder.limit = 3.4028235677973366e38;  // 2^128 - 2^103: rounds to infinity from here
+  } else if (t == "FP16") {
+    decoder.limit = 65520.0;
+    result.datatype = "FP64";
+  } else if (t == "BF16") {
+    decoder.limit = 3.3961775292304e38;  // 2^128 - 2^119
+    result.datatype = "FP64";
+  } else if (t.size() >= 4 && (t.compare(0, 3, "INT") == 0 || t.compare(0, 4, "UINT") == 0)) {
+    const bool is_unsigned = t[0] == 'U';
+    const int bits = std::atoi(t.c_str() + (is_unsigned ? 4 : 3));
+    decoder.kind = is_unsigned ? 'u' : 'i';
+    decoder.width = static_cast<std::uint64_t>(bits / 8);
+    decoder.max = is_unsigned ? (bits == 64 ? UINT64_MAX : (std::uint64_t{1} << bits) - 1)
+                              : (std::uint64_t{1} << (bits - 1)) - 1;
+    decoder.min = is_unsigned ? 0 : (bits == 64 ? INT64_MIN : -(std::int64_t{1} << (bits - 1)));
+  } else {
+    protocol_error(decoder.owner + ": datatype " + t + " cannot be JSON-encoded");
+  }
+  std::uint64_t expected = 1;
+  for (const std::int64_t d : output.shape) expected *= static_cast<std::uint64_t>(d);  // checked by the parser
+  decoder.expected = expected;
+  if (decoder.kind != 'S' && expected <= (std::uint64_t{1} << 40) / decoder.width) {
+    result.bytes.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(expected, output.size) * decoder.width));
+  }
+  std::size_t count = 0;
+  try {
+    count = json::for_each_scalar(
+        std::string_view(reinterpret_cast<const char*>(body) + output.offset,
+                         static_cast<std::size_t>(output.size)),
+        &JsonDecoder::visit, &decoder);
+  } catch (const DecodeError& e) {
+    protocol_error(decoder.owner + ": JSON data: " + e.what());
+  }
+  if (count != expected) {
+    protocol_error(decoder.owner + ": JSON data holds " + std::to_string(count) +
+                   " elements but shape " + shape_text(output.shape) + " holds " +
+                   std::to_string(expected));
+  }
+  result.count = count;
+  return result;
+}
+
+std::unique_lock<fork::Mutex> ResponseLayoutCache::locked() {
+  return fork::lock(mutex_, [this](bool intact) {
+    // A parent thread was replacing last_ at the fork: abandon it unread.
+    if (!intact) new (&last_) std::shared_ptr<const Layout>();
+  });
 }
 
 ResponseLayoutCache::Parsed ResponseLayoutCache::parse(const std::uint8_t* body,
@@ -393,14 +625,18 @@ ResponseLayoutCache::Parsed ResponseLayoutCache::parse(const std::uint8_t* body,
     }
     std::shared_ptr<const Layout> last;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      auto lock = locked();
       last = last_;
     }
-    if (last && last->id_stripped == stripped && last->key == json &&
+    // A header that does not start with this request's id is parsed in full,
+    // which checks the id wherever it is.
+    if (last && last->id_stripped == stripped && (stripped || id.empty()) && last->key == json &&
         size - *header_length == last->binary_bytes) {
       return Parsed{std::move(last), *header_length};
     }
-    InferResponse response = parse_infer_response(body, size, header_length);
+    ExpectedResponse expected;
+    expected.id = id;
+    InferResponse response = parse_infer_response(body, size, header_length, expected);
     auto layout = std::make_shared<Layout>();
     bool all_binary = true;
     for (auto& output : response.outputs) {
@@ -416,28 +652,56 @@ ResponseLayoutCache::Parsed ResponseLayoutCache::parse(const std::uint8_t* body,
     layout->binary_bytes = size - *header_length;
     std::shared_ptr<const Layout> published = std::move(layout);
     if (all_binary) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      auto lock = locked();
       last_ = published;
     }
     return Parsed{std::move(published), *header_length};
   }
   // Not the binary extension (or a header length past the body: parse reports it).
   auto layout = std::make_shared<Layout>();
-  layout->response = parse_infer_response(body, size, header_length);
+  ExpectedResponse expected;
+  expected.id = id;
+  layout->response = parse_infer_response(body, size, header_length, expected);
   return Parsed{std::move(layout), 0};
 }
 
 std::optional<std::string> parse_error_body(const std::uint8_t* body, std::size_t size) {
   if (size == 0) return std::nullopt;
   try {
+    json::ParseOptions options;
+    options.max_values = kMaxErrorBodyValues;
     const json::Value root =
-        json::parse(std::string_view(reinterpret_cast<const char*>(body), size));
+        json::parse(std::string_view(reinterpret_cast<const char*>(body), size), options);
     const json::Value* error = root.find("error");
     if (error == nullptr || !error->is_string()) return std::nullopt;
     return error->as_string();
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+std::string error_answer_message(int status, const std::string& reason, const std::uint8_t* body,
+                                 std::size_t size) {
+  if (auto message = parse_error_body(body, size)) return *message;
+  std::string text = "the server answered HTTP " + std::to_string(status);
+  if (!reason.empty()) text += " " + reason;
+  if (size == 0) return text + " with an empty body";
+  text += " with a body that is not a Triton error (" + std::to_string(size) + " bytes): ";
+  const std::size_t shown = std::min<std::size_t>(size, kErrorBodyExcerptBytes);
+  for (std::size_t k = 0; k < shown; ++k) {
+    const unsigned char c = body[k];
+    if (c >= 0x20 && c < 0x7F) {
+      text.push_back(static_cast<char>(c));
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+      text.push_back(' ');
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      text += hex;
+    }
+  }
+  if (shown < size) text += "...";
+  return text;
 }
 
 }  // namespace tritonfast

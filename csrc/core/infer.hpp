@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/fork.hpp"
 #include "core/json.hpp"
 
 namespace tritonfast {
@@ -77,10 +78,31 @@ struct OutputTensor {
   std::string datatype;
   std::vector<std::int64_t> shape;
   OutputKind kind = OutputKind::kBinary;
-  std::uint64_t offset = 0;  // kBinary: offset in the response body
-  std::uint64_t size = 0;    // kBinary: bytes; kSharedMemory: shared_memory_byte_size if given
-  json::Value data;          // kJson: the "data" array as sent
+  // kBinary: the tensor's bytes; kJson: the text of its "data" array (checked
+  // to be JSON, not yet against the datatype: decode_json_output does that).
+  // Both as a span of the response body.
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;    // kSharedMemory: shared_memory_byte_size if given
   json::Value parameters;    // the output's "parameters" object (null when absent)
+};
+
+// Values a response header may hold outside its outputs' "data" arrays (names,
+// shapes, parameters): the DOM of a hostile header stays under ~8 MiB however
+// it is written. JSON "data" arrays are not built as a DOM at all.
+constexpr std::size_t kMaxInferenceHeaderValues = 1 << 16;
+// Dimensions of an output's shape at most (numpy 2's limit; numpy 1 allows 32,
+// which the bindings check).
+constexpr std::size_t kMaxOutputDims = 64;
+
+// What a response must match: the request it answers.
+struct ExpectedResponse {
+  std::string_view id;  // the request's id ("" when none was sent)
+  // The outputs the request listed (nullptr or empty: every output, binary).
+  const std::vector<RequestedOutput>* outputs = nullptr;
+
+  static ExpectedResponse to(const InferRequest& request) {
+    return ExpectedResponse{request.id, &request.outputs};
+  }
 };
 
 struct InferResponse {
@@ -95,10 +117,28 @@ struct InferResponse {
 // Inference-Header-Content-Length (nullopt: the whole body is JSON). Walks the
 // JSON outputs in order assigning binary spans; checks every span against the
 // body, that fixed-size dtypes' sizes equal prod(shape) * element size, that no
-// shape dimension is negative or overflows, and that no bytes are left over.
-// Throws ProtocolError naming the output and byte offsets at fault.
+// shape dimension is negative or overflows (nor, leaving out zero dimensions,
+// spans 2^63 bytes or more: numpy's strides are int64), that no bytes are left
+// over, and the response against `expected`: its id, no output twice, only
+// outputs asked for (all of them), and no output without data unless it was
+// asked for in shared memory. Throws ProtocolError naming the output, ids or
+// byte offsets at fault.
 InferResponse parse_infer_response(const std::uint8_t* body, std::size_t size,
-                                   std::optional<std::uint64_t> header_length);
+                                   std::optional<std::uint64_t> header_length,
+                                   const ExpectedResponse& expected = {});
+
+// A JSON-encoded output's elements, checked against its datatype (BOOL: true or
+// false; integers: integer literals in the type's range; FP16/FP32/BF16: numbers
+// in range, NaN and infinities included; BYTES: strings) and its shape's element
+// count, as little-endian bytes (BYTES: the length-prefixed wire format). FP16
+// and BF16 come as FP64 (`datatype` says which) for the caller to narrow: every
+// value fits. ProtocolError naming the output and the element at fault.
+struct JsonOutputData {
+  std::string datatype;
+  std::uint64_t count = 0;
+  std::vector<std::uint8_t> bytes;
+};
+JsonOutputData decode_json_output(const OutputTensor& output, const std::uint8_t* body);
 
 // parse_infer_response that remembers the last response header it parsed. A
 // model called with the same shapes answers with the same JSON header byte for
@@ -122,16 +162,24 @@ class ResponseLayoutCache {
   // The response to the request with id `id` (empty: none was sent). Same
   // checks and errors as parse_infer_response; only headers whose outputs are
   // all binary are remembered.
+  // A response with another id is a ProtocolError naming both.
   Parsed parse(const std::uint8_t* body, std::size_t size,
                std::optional<std::uint64_t> header_length, std::string_view id);
 
  private:
-  std::mutex mutex_;
+  std::unique_lock<fork::Mutex> locked();
+
+  fork::Mutex mutex_;
   std::shared_ptr<const Layout> last_;
 };
 
 // The message of Triton's {"error": "..."} body, or nullopt if the body is not
-// that shape (empty, not JSON, no "error" string).
+// that shape (empty, not JSON, no "error" string, more than a few thousand values).
 std::optional<std::string> parse_error_body(const std::uint8_t* body, std::size_t size);
+
+// The message for a non-200 answer to an inference request: Triton's error
+// message, else the status and what the body starts with.
+std::string error_answer_message(int status, const std::string& reason, const std::uint8_t* body,
+                                 std::size_t size);
 
 }  // namespace tritonfast

@@ -42,6 +42,23 @@ Value Value::number(double d, bool is_int, std::int64_t i) {
   return v;
 }
 
+Value Value::unsigned_number(std::uint64_t u) {
+  Value v;
+  v.type_ = Type::kNumber;
+  v.number_ = static_cast<double>(u);
+  v.is_uint_ = true;
+  v.uint_ = u;
+  return v;
+}
+
+Value Value::raw(std::size_t offset, std::size_t size) {
+  Value v;
+  v.type_ = Type::kRaw;
+  v.uint_ = offset;
+  v.int_ = static_cast<std::int64_t>(size);
+  return v;
+}
+
 Value Value::string(std::string s) {
   Value v;
   v.type_ = Type::kString;
@@ -128,7 +145,8 @@ std::size_t utf8_sequence(const unsigned char* s, std::size_t left) {
 
 class Parser {
  public:
-  explicit Parser(std::string_view text) : s_(text.data()), n_(text.size()) {}
+  explicit Parser(std::string_view text, const ParseOptions& options = {})
+      : s_(text.data()), n_(text.size()), options_(options) {}
 
   Value document() {
     skip_ws();
@@ -136,6 +154,16 @@ class Parser {
     skip_ws();
     if (i_ != n_) fail(i_, "unexpected data after the JSON value");
     return v;
+  }
+
+  std::size_t scalars(ScalarVisitor visit, void* context) {
+    skip_ws();
+    if (i_ >= n_ || s_[i_] != '[') fail_unexpected(i_, "'['");
+    std::size_t count = 0;
+    walk(1, visit, context, &count);
+    skip_ws();
+    if (i_ != n_) fail(i_, "unexpected data after the JSON value");
+    return count;
   }
 
  private:
@@ -178,8 +206,16 @@ class Parser {
     return false;
   }
 
+  void count_value() {
+    if (options_.max_values != 0 && ++values_ > options_.max_values) {
+      fail(i_, "more than " + std::to_string(options_.max_values) +
+                   " values (the limit for this document)");
+    }
+  }
+
   Value value(std::size_t depth) {
     if (i_ >= n_) fail_unexpected(i_, "a value");
+    count_value();
     switch (s_[i_]) {
       case '{':
         return object(depth + 1);
@@ -237,8 +273,15 @@ class Parser {
       if (i_ >= n_ || s_[i_] != ':') fail_unexpected(i_, "':'");
       ++i_;
       skip_ws();
-      Value v = value(depth);
-      members.emplace_back(std::move(key), std::move(v));
+      if (depth == options_.raw_depth && !options_.raw_key.empty() && key == options_.raw_key &&
+          i_ < n_ && s_[i_] == '[') {
+        const std::size_t start = i_;
+        skip_array(depth + 1);
+        members.emplace_back(std::move(key), Value::raw(start, i_ - start));
+      } else {
+        Value v = value(depth);
+        members.emplace_back(std::move(key), std::move(v));
+      }
       skip_ws();
       if (i_ < n_ && s_[i_] == ',') {
         ++i_;
@@ -273,6 +316,115 @@ class Parser {
       if (i_ < n_ && s_[i_] == ']') {
         ++i_;
         return Value::array(std::move(items));
+      }
+      fail_unexpected(i_, "',' or ']'");
+    }
+  }
+
+  // Validates the array at s_[i_] as array() would, building nothing.
+  void skip_array(std::size_t depth) {
+    enter(depth);
+    ++i_;  // '['
+    skip_ws();
+    if (i_ < n_ && s_[i_] == ']') {
+      ++i_;
+      return;
+    }
+    for (;;) {
+      skip_ws();
+      if (i_ < n_ && s_[i_] == '[') {
+        skip_array(depth + 1);
+      } else if (i_ < n_ && s_[i_] == '{') {
+        skip_object(depth + 1);
+      } else {
+        scalar();
+      }
+      skip_ws();
+      if (i_ < n_ && s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ < n_ && s_[i_] == ']') {
+        ++i_;
+        return;
+      }
+      fail_unexpected(i_, "',' or ']'");
+    }
+  }
+
+  void skip_object(std::size_t depth) {
+    enter(depth);
+    ++i_;  // '{'
+    skip_ws();
+    if (i_ < n_ && s_[i_] == '}') {
+      ++i_;
+      return;
+    }
+    for (;;) {
+      skip_ws();
+      if (i_ >= n_ || s_[i_] != '"') fail_unexpected(i_, "a string key");
+      string();
+      skip_ws();
+      if (i_ >= n_ || s_[i_] != ':') fail_unexpected(i_, "':'");
+      ++i_;
+      skip_ws();
+      if (i_ < n_ && s_[i_] == '[') {
+        skip_array(depth + 1);
+      } else if (i_ < n_ && s_[i_] == '{') {
+        skip_object(depth + 1);
+      } else {
+        scalar();
+      }
+      skip_ws();
+      if (i_ < n_ && s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ < n_ && s_[i_] == '}') {
+        ++i_;
+        return;
+      }
+      fail_unexpected(i_, "',' or '}'");
+    }
+  }
+
+  // A value that is neither an array nor an object (not counted against max_values).
+  Value scalar() {
+    if (i_ < n_ && (s_[i_] == '[' || s_[i_] == '{')) fail_unexpected(i_, "a scalar");
+    const std::size_t saved = options_.max_values;
+    options_.max_values = 0;
+    Value v = value(0);
+    options_.max_values = saved;
+    return v;
+  }
+
+  // for_each_scalar's walk over the array at s_[i_].
+  void walk(std::size_t depth, ScalarVisitor visit, void* context, std::size_t* count) {
+    enter(depth);
+    ++i_;  // '['
+    skip_ws();
+    if (i_ < n_ && s_[i_] == ']') {
+      ++i_;
+      return;
+    }
+    for (;;) {
+      skip_ws();
+      if (i_ < n_ && s_[i_] == '[') {
+        walk(depth + 1, visit, context, count);
+      } else if (i_ < n_ && s_[i_] == '{') {
+        fail(i_, "element " + std::to_string(*count) + " is an object, not a scalar");
+      } else {
+        const Value v = scalar();
+        visit(context, (*count)++, v);
+      }
+      skip_ws();
+      if (i_ < n_ && s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ < n_ && s_[i_] == ']') {
+        ++i_;
+        return;
       }
       fail_unexpected(i_, "',' or ']'");
     }
@@ -437,7 +589,12 @@ class Parser {
       if (r.ec == std::errc() && r.ptr == e) {
         return Value::number(static_cast<double>(iv), true, iv);
       }
-      // Out of int64 range: falls through to a double.
+      if (*b != '-') {
+        std::uint64_t uv = 0;
+        const auto u = std::from_chars(b, e, uv);
+        if (u.ec == std::errc() && u.ptr == e) return Value::unsigned_number(uv);
+      }
+      // Out of int64 and uint64 range: falls through to a double.
     }
     // std::from_chars is locale-independent (strtod would read the decimal
     // separator of the process locale).
@@ -456,11 +613,19 @@ class Parser {
   const char* s_;
   std::size_t n_;
   std::size_t i_ = 0;
+  ParseOptions options_;
+  std::size_t values_ = 0;
 };
 
 }  // namespace
 
-Value parse(std::string_view text) { return Parser(text).document(); }
+Value parse(std::string_view text, const ParseOptions& options) {
+  return Parser(text, options).document();
+}
+
+std::size_t for_each_scalar(std::string_view array_text, ScalarVisitor visit, void* context) {
+  return Parser(array_text).scalars(visit, context);
+}
 
 void write_string(std::string& out, std::string_view s) {
   static const char digits[] = "0123456789abcdef";

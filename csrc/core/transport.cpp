@@ -465,11 +465,26 @@ HttpClient::HttpClient(Endpoint endpoint, ClientOptions options)
       options_(options),
       buffers_(BufferPool::create(options.max_idle_buffer_bytes)) {}
 
+std::unique_lock<fork::Mutex> HttpClient::locked(std::vector<std::unique_ptr<Connection>>* inherited) {
+  return fork::lock(mutex_, [this, inherited](bool intact) {
+    // In a forked child: the idle connections are the parent's sockets, whose
+    // responses the parent reads. Closing our copies leaves the parent's open.
+    if (intact) {
+      inherited->swap(idle_);
+    } else {
+      // A parent thread was changing the list at the fork: abandon it unread
+      // (its descriptors stay open in this process).
+      new (&idle_) std::vector<std::unique_ptr<Connection>>();
+    }
+  });
+}
+
 std::unique_ptr<Connection> HttpClient::checkout(Deadline deadline, bool* reused) {
+  std::vector<std::unique_ptr<Connection>> inherited;  // closed on return, outside the lock
   for (;;) {
     std::unique_ptr<Connection> connection;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      auto lock = locked(&inherited);
       if (idle_.empty()) break;
       // Most recently used first: the likeliest to be alive.
       connection = std::move(idle_.back());
@@ -486,9 +501,11 @@ std::unique_ptr<Connection> HttpClient::checkout(Deadline deadline, bool* reused
 }
 
 void HttpClient::checkin(std::unique_ptr<Connection> connection) {
+  std::vector<std::unique_ptr<Connection>> inherited;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!closed_ && idle_.size() < options_.max_idle_connections) {
+    auto lock = locked(&inherited);
+    if (!closed_ && idle_.size() < options_.max_idle_connections &&
+        connection->generation() == fork::generation()) {
       idle_.push_back(std::move(connection));
       return;
     }
@@ -496,7 +513,8 @@ void HttpClient::checkin(std::unique_ptr<Connection> connection) {
   // `connection` closes here, outside the lock.
 }
 
-Response HttpClient::perform(const http::Request& request, Deadline deadline, bool idempotent) {
+Response HttpClient::perform(const http::Request& request, Deadline deadline, bool idempotent,
+                             ResponseCheck* check) {
   for (int attempt = 0;; ++attempt) {
     bool reused = false;
     // The retry goes to a fresh connection: the idle ones are as old as the dead one.
@@ -519,7 +537,9 @@ Response HttpClient::perform(const http::Request& request, Deadline deadline, bo
         } catch (const std::exception&) {
         }
         if (!ok) throw;
-        return Response{parser.take_head(), parser.take_body()};
+        Response answer{parser.take_head(), parser.take_body()};
+        if (check) check->check(answer);  // the connection is closed regardless
+        return answer;
       }
       receive_response(*connection, parser, buffers_, deadline, &reusable);
     } catch (const ConnectionError&) {
@@ -532,6 +552,7 @@ Response HttpClient::perform(const http::Request& request, Deadline deadline, bo
       continue;
     }
     Response response{parser.take_head(), parser.take_body()};
+    if (check) check->check(response);  // throws: `connection` closes on the way out
     if (reusable && response.head.keep_alive) checkin(std::move(connection));
     return response;
   }
@@ -540,9 +561,10 @@ Response HttpClient::perform(const http::Request& request, Deadline deadline, bo
 void HttpClient::close() {
   std::vector<std::unique_ptr<Connection>> idle;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    auto lock = locked(&idle);
     closed_ = true;
-    idle.swap(idle_);
+    for (auto& connection : idle_) idle.push_back(std::move(connection));
+    idle_.clear();
   }
   idle.clear();  // closes the sockets, outside the lock
   buffers_->trim();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/fork.hpp"
 #include "core/http.hpp"
 
 namespace tritonfast {
@@ -76,16 +77,33 @@ class Connection {
   bool reusable() const;
 
   const Endpoint& endpoint() const { return endpoint_; }
+  // The fork generation the connection was opened in: a forked child never
+  // uses (or pools) its parent's sockets.
+  std::uint64_t generation() const { return generation_; }
 
  private:
-  Connection(int fd, Endpoint endpoint) : fd_(fd), endpoint_(std::move(endpoint)) {}
+  Connection(int fd, Endpoint endpoint)
+      : fd_(fd), endpoint_(std::move(endpoint)), generation_(fork::generation()) {}
   int fd_;
   Endpoint endpoint_;
+  std::uint64_t generation_;
 };
 
 struct Response {
   http::ResponseHead head;
   http::Body body;
+};
+
+// Looks at a complete response before its connection goes back to the pool.
+// What it throws propagates from perform() and the connection is closed rather
+// than reused: a response that does not answer the request (another request's
+// id, say) means the connection is out of step.
+class ResponseCheck {
+ public:
+  virtual void check(const Response& response) = 0;
+
+ protected:
+  ~ResponseCheck() = default;
 };
 
 struct ClientOptions {
@@ -108,7 +126,10 @@ class HttpClient {
   // an idempotent request whose reused connection turns out dead is retried
   // once on a fresh connection. The connection returns to the pool when the
   // response allows keep-alive and was read completely; otherwise it is closed.
-  Response perform(const http::Request& request, Deadline deadline, bool idempotent);
+  // `check`, when given, runs on the complete response before the connection
+  // is pooled (see ResponseCheck).
+  Response perform(const http::Request& request, Deadline deadline, bool idempotent,
+                   ResponseCheck* check = nullptr);
 
   // Closes idle connections and frees idle buffers. Requests in flight finish;
   // their connections are then closed instead of pooled.
@@ -120,11 +141,14 @@ class HttpClient {
  private:
   std::unique_ptr<Connection> checkout(Deadline deadline, bool* reused);
   void checkin(std::unique_ptr<Connection> connection);
+  // Locks mutex_; a forked child's first lock drops the parent's idle
+  // connections (into *inherited, to close outside the lock).
+  std::unique_lock<fork::Mutex> locked(std::vector<std::unique_ptr<Connection>>* inherited);
 
   Endpoint endpoint_;
   ClientOptions options_;
   std::shared_ptr<BufferPool> buffers_;
-  std::mutex mutex_;
+  fork::Mutex mutex_;
   std::vector<std::unique_ptr<Connection>> idle_;
   bool closed_ = false;
 };

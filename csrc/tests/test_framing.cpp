@@ -841,7 +841,7 @@ void test_parser_valid() {
   CHECK(o.ok && o.body == "0123456789");
   o = drive_all("HTTP/1.1 200 OK\r\n\r\n0123456789X", true, 10);
   CHECK(o.error_kind == "protocol" &&
-        o.message == "response body exceeds the 10-byte limit (max_response_body_bytes)");
+        o.message == "response body exceeds the 10-byte limit (raise it with the client option max_response_body_bytes)");
   o = drive_all("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", true, 10);
   CHECK(o.ok);
   o = drive_all("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n", true, 10);
@@ -1007,7 +1007,7 @@ void test_parser_malformed() {
        "invalid Content-Length '18446744073709551616'"},
       {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", "invalid Content-Length*"},
       {"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
-       "Content-Length 18446744073709551615 exceeds the 17179869184-byte limit (max_response_body_bytes)"},
+       "Content-Length 18446744073709551615 exceeds the 17179869184-byte limit (raise it with the client option max_response_body_bytes)"},
       {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
        "conflicting Content-Length values 3 and 4"},
       {"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd", "conflicting Content-Length values 3 and 4"},
@@ -1031,7 +1031,7 @@ void test_parser_malformed() {
        "chunk size '11111111111111111' overflows 64 bits"},
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
        "chunked response body of at least 0 + 18446744073709551615 bytes exceeds the 17179869184-byte "
-       "limit (max_response_body_bytes)"},
+       "limit (raise it with the client option max_response_body_bytes)"},
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
        "chunk data is not followed by CRLF (3 body bytes in)"},
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\r\n",
