@@ -148,6 +148,9 @@ def _model_specs() -> tuple[ModelSpec, ...]:
         ModelSpec("raises", "fail", 16, (fp32_in,), (fp32_out,)),
         ModelSpec("tile4", "tile4", 16, (fp32_in,), (fp32_out,)),  # 4x the input's bytes out
         ModelSpec("echo_params", "echo_params", 0, (fp32_in,), (TensorSpec("PARAMS", "BYTES", (1,)),)),
+        # OUTPUT0 holds LENGTH[0] elements whatever INPUT0's shape: an output that
+        # grows while the input shapes stay the same (generative, detection models).
+        ModelSpec("grow", "grow", 0, (fp32_in, TensorSpec("LENGTH", "INT32", (1,))), (fp32_out,)),
     )  # fmt: skip
 
 
@@ -178,6 +181,10 @@ _RESPOND_BODIES = {
     """,
     "fail": f"""
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError({RAISES_MESSAGE!r}))
+    """,
+    "grow": """
+        length = int(_input(request, "LENGTH").as_numpy()[0])
+        return _response(pb_utils.Tensor("OUTPUT0", np.full(length, 1.5, np.float32)))
     """,
     "echo_params": """
         params = np.array([request.parameters().encode("utf-8")], dtype=np.object_)
