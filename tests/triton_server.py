@@ -286,6 +286,10 @@ def child_environment() -> dict[str, str]:
     wheel's vendored libraries (a copied stub loses its relative RUNPATH).
     """
     env = os.environ.copy()
+    # A sanitizer run of the tests (tests/conftest.py) preloads ASan into this
+    # process; the server is not built for it.
+    for name in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TRITONFAST_SANITIZED_CORE"):
+        env.pop(name, None)
     lib_dirs = [sysconfig.get_config_var("LIBDIR")]
     vendored = _pytriton_package_dir().parent / "nvidia_pytriton.libs"
     if vendored.is_dir():
