@@ -436,28 +436,30 @@ def test_error_answer_without_an_error_body_names_the_status(fake, headers):
         client.infer_batch(INPUT, headers=headers)
 
 
+def _fp32_output_of_shape(shape: list) -> Callable[[dict, bytes], bytes]:
+    """Answers with one binary FP32 output of ``shape`` (one element, or none when a dimension is 0)."""
+
+    def respond(header: dict, _: bytes) -> bytes:
+        size = 0 if 0 in shape else 4
+        out = {"name": "OUTPUT0", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": size}}
+        return _respond({"id": header.get("id"), "outputs": [out]}, b"\0" * size)
+
+    return respond
+
+
 @pytest.mark.parametrize(("shape", "what"), [
     ([0, 2**62], "too large for an array"),
     ([1] * 65, "65 dimensions"),
 ])
 @pytest.mark.parametrize("headers", PATHS, ids=PATH_IDS)
 def test_output_shape_no_array_can_have_names_the_output(fake, headers, shape, what):
-    def respond(header: dict, _: bytes) -> bytes:
-        size = 0 if 0 in shape else 4
-        out = {"name": "OUTPUT0", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": size}}
-        return _respond({"id": header.get("id"), "outputs": [out]}, b"\0" * size)
-
     with pytest.raises(ProtocolError, match=f"output 'OUTPUT0'.*{what}"):
-        fake(respond).infer_batch(INPUT, headers=headers)
+        fake(_fp32_output_of_shape(shape)).infer_batch(INPUT, headers=headers)
 
 
 @pytest.mark.parametrize("headers", PATHS, ids=PATH_IDS)
 def test_output_numpy_1_cannot_hold_names_the_output(fake, headers):
-    def respond(header: dict, _: bytes) -> bytes:
-        out = {"name": "OUTPUT0", "datatype": "FP32", "shape": [1] * 33, "parameters": {"binary_data_size": 4}}
-        return _respond({"id": header.get("id"), "outputs": [out]}, b"\0" * 4)
-
-    client = fake(respond)
+    client = fake(_fp32_output_of_shape([1] * 33))
     if np.__version__.startswith("1."):  # numpy 1 holds at most 32 dimensions
         with pytest.raises(ProtocolError, match=r"output 'OUTPUT0' \(FP32, shape \[1(, 1){32}\]\) cannot be converted"):
             client.infer_batch(INPUT, headers=headers)
@@ -468,12 +470,7 @@ def test_output_numpy_1_cannot_hold_names_the_output(fake, headers):
 @pytest.mark.parametrize(("shape", "what"), [([], "no batch axis"), ([0, 1], "an empty batch axis")])
 @pytest.mark.parametrize("headers", PATHS, ids=PATH_IDS)
 def test_infer_sample_output_without_a_row_names_the_output(fake, headers, shape, what):
-    def respond(header: dict, _: bytes) -> bytes:
-        size = 0 if 0 in shape else 4
-        out = {"name": "OUTPUT0", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": size}}
-        return _respond({"id": header.get("id"), "outputs": [out]}, b"\0" * size)
-
-    client = fake(respond)
+    client = fake(_fp32_output_of_shape(shape))
     with pytest.raises(ProtocolError, match=f"output 'OUTPUT0' has shape {re.escape(str(shape))}: .*{what}"):
         client.infer_sample(np.ones(1, np.float32), headers=headers)
     if headers is None:

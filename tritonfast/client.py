@@ -195,8 +195,6 @@ class ModelClient:
             raise PyTritonClientValueError(
                 f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
         self._max_response_body_bytes = max_response_body_bytes
-        self._lazy_init = lazy_init
-        self._ensure_model_is_ready = ensure_model_is_ready
         self._shared_memory = shared_memory
         self._shm_path = self._make_shm_path(shared_memory)
         # The hot path's one check: None where shared memory does not apply.
@@ -216,20 +214,8 @@ class ModelClient:
     @classmethod
     def from_existing_client(cls, existing_client: "ModelClient") -> "ModelClient":
         """A new client with the settings and cached config of ``existing_client``."""
-        return cls(
-            url=existing_client._url,
-            model_name=existing_client._model_name,
-            model_version=existing_client._model_version,
-            init_timeout_s=existing_client._init_timeout_s,
-            inference_timeout_s=existing_client._inference_timeout_s,
-            model_config=existing_client._model_config,
-            ensure_model_is_ready=False,
-            access_token=existing_client._access_token,
-            split_large_batches=existing_client._split_large_batches,
-            ssl_context=existing_client._ssl_context,
-            shared_memory=existing_client._shared_memory,
-            max_response_body_bytes=existing_client._max_response_body_bytes,
-        )
+        return cls(**existing_client._config_kwargs(), ensure_model_is_ready=False,
+                   ssl_context=existing_client._ssl_context)
 
     def __reduce__(self) -> Any:
         """Pickles as configuration: the unpickled client connects on first use."""
@@ -238,19 +224,21 @@ class ModelClient:
                 "a ModelClient with an ssl_context cannot be pickled (ssl.SSLContext cannot): "
                 "create the client in the worker, or leave ssl_context=None to use the default"
             )
-        return (_unpickle_client, (type(self), self._config_kwargs()))
+        # A config this client saw ready is used as it is (no readiness round trip
+        # per worker); one given but not yet checked is checked where it is unpickled.
+        kwargs = dict(self._config_kwargs(), ensure_model_is_ready=not self._model_ready)
+        return (_unpickle_client, (type(self), kwargs))
 
     def _config_kwargs(self) -> Dict[str, Any]:
+        """The constructor's arguments for a client like this one (lazy; the cached
+        config is reused) but for ``ensure_model_is_ready`` and ``ssl_context``."""
         return dict(
             url=self._url,
             model_name=self._model_name,
             model_version=self._model_version,
-            lazy_init=True,
             init_timeout_s=self._init_timeout_s,
             inference_timeout_s=self._inference_timeout_s,
             model_config=self._model_config,
-            ensure_model_is_ready=self._model_config is None or not self._model_ready
-            or self._ensure_model_is_ready,
             access_token=self._access_token,
             split_large_batches=self._split_large_batches,
             shared_memory=self._shared_memory,

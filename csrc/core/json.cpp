@@ -321,8 +321,10 @@ class Parser {
     }
   }
 
-  // Validates the array at s_[i_] as array() would, building nothing.
-  void skip_array(std::size_t depth) {
+  // Calls item() with i_ at each element of the array at s_[i_], then leaves
+  // i_ past its ']': the walk shared by skip_array() and walk().
+  template <class Item>
+  void each_item(std::size_t depth, Item&& item) {
     enter(depth);
     ++i_;  // '['
     skip_ws();
@@ -332,13 +334,7 @@ class Parser {
     }
     for (;;) {
       skip_ws();
-      if (i_ < n_ && s_[i_] == '[') {
-        skip_array(depth + 1);
-      } else if (i_ < n_ && s_[i_] == '{') {
-        skip_object(depth + 1);
-      } else {
-        scalar();
-      }
+      item();
       skip_ws();
       if (i_ < n_ && s_[i_] == ',') {
         ++i_;
@@ -350,6 +346,21 @@ class Parser {
       }
       fail_unexpected(i_, "',' or ']'");
     }
+  }
+
+  // Validates the value at s_[i_] as value() would, building nothing.
+  void skip_value(std::size_t depth) {
+    if (i_ < n_ && s_[i_] == '[') {
+      skip_array(depth + 1);
+    } else if (i_ < n_ && s_[i_] == '{') {
+      skip_object(depth + 1);
+    } else {
+      scalar();
+    }
+  }
+
+  void skip_array(std::size_t depth) {
+    each_item(depth, [&] { skip_value(depth); });
   }
 
   void skip_object(std::size_t depth) {
@@ -368,13 +379,7 @@ class Parser {
       if (i_ >= n_ || s_[i_] != ':') fail_unexpected(i_, "':'");
       ++i_;
       skip_ws();
-      if (i_ < n_ && s_[i_] == '[') {
-        skip_array(depth + 1);
-      } else if (i_ < n_ && s_[i_] == '{') {
-        skip_object(depth + 1);
-      } else {
-        scalar();
-      }
+      skip_value(depth);
       skip_ws();
       if (i_ < n_ && s_[i_] == ',') {
         ++i_;
@@ -400,15 +405,7 @@ class Parser {
 
   // for_each_scalar's walk over the array at s_[i_].
   void walk(std::size_t depth, ScalarVisitor visit, void* context, std::size_t* count) {
-    enter(depth);
-    ++i_;  // '['
-    skip_ws();
-    if (i_ < n_ && s_[i_] == ']') {
-      ++i_;
-      return;
-    }
-    for (;;) {
-      skip_ws();
+    each_item(depth, [&] {
       if (i_ < n_ && s_[i_] == '[') {
         walk(depth + 1, visit, context, count);
       } else if (i_ < n_ && s_[i_] == '{') {
@@ -417,17 +414,7 @@ class Parser {
         const Value v = scalar();
         visit(context, (*count)++, v);
       }
-      skip_ws();
-      if (i_ < n_ && s_[i_] == ',') {
-        ++i_;
-        continue;
-      }
-      if (i_ < n_ && s_[i_] == ']') {
-        ++i_;
-        return;
-      }
-      fail_unexpected(i_, "',' or ']'");
-    }
+    });
   }
 
   // Four hex digits at s_[at..at+4), or fails.
