@@ -9,7 +9,6 @@ it as on the native path.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import ssl
@@ -17,10 +16,10 @@ import threading
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from tritonfast import _core
+from tritonfast import _core, _fork
 from tritonfast._transport import MAX_IDLE_CONNECTIONS
 from tritonfast._url import TritonUrl
-from tritonfast.exceptions import PyTritonClientConnectionError, PyTritonClientTimeoutError, TlsError
+from tritonfast.exceptions import PyTritonClientConnectionError, PyTritonClientTimeoutError, TlsError, _ServerError
 
 # Size of the buffer the response head is received into.
 HEAD_CHUNK_BYTES = 64 * 1024
@@ -34,7 +33,7 @@ class TlsTransport:
         self._lock = threading.Lock()
         self._idle: List[ssl.SSLSocket] = []
         self._closed = False
-        self._pid = os.getpid()  # a forked child starts a pool of its own
+        _fork.register(self)  # a forked child starts a pool of its own
 
     @property
     def authority(self) -> str:
@@ -86,6 +85,10 @@ class TlsTransport:
             raise
         try:
             result = finish(parser)
+        except _ServerError:
+            # The server's error answer: the connection is as good as after a success.
+            self._checkin(sock, reusable and parser.keep_alive)
+            raise
         except BaseException:
             sock.close()
             raise
@@ -140,8 +143,6 @@ class TlsTransport:
             raise PyTritonClientConnectionError(f"connection to {self.authority} failed: {e}") from e
 
     def _checkout(self, deadline: Optional[float]) -> Tuple[ssl.SSLSocket, bool]:
-        if self._pid != os.getpid():
-            self._after_fork()
         while True:
             with self._lock:
                 sock = self._idle.pop() if self._idle else None
@@ -156,15 +157,12 @@ class TlsTransport:
             sock.close()
 
     def _after_fork(self) -> None:
-        """In a forked child: the parent's connections and lock are not ours. The
-        sockets are dropped unclosed (closing a TLS socket may write to it)."""
+        """In a forked child (tritonfast._fork): the parent's connections and lock are
+        not ours. The sockets are dropped unclosed (closing a TLS socket may write to it)."""
         self._lock = threading.Lock()
         self._idle = []
-        self._pid = os.getpid()
 
     def _checkin(self, sock: ssl.SSLSocket, keep: bool) -> None:
-        if self._pid != os.getpid():
-            return  # a connection of the parent's
         with self._lock:
             if keep and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
                 self._idle.append(sock)
