@@ -614,6 +614,23 @@ void test_infer_response() {
     EXPECT_THROW(ProtocolError, parse_infer_response(u8(c.body), c.body.size(), c.header_length),
                  c.needle);
   }
+  // The same two bodies answering a request that asked for the output in shared
+  // memory: the checks behind the one above still speak.
+  auto in_shm = [](const char* name) {
+    std::vector<RequestedOutput> outputs{RequestedOutput{name}};
+    outputs[0].shared_memory = SharedMemoryRef{"r", 8, 0};
+    return outputs;
+  };
+  const auto asked_a_shm = in_shm("a");
+  EXPECT_THROW(ProtocolError,
+               parse_infer_response(u8(sm + "abc"), sm.size() + 3, sm.size(), ExpectedResponse{"", &asked_a_shm}),
+               "response body has 3 bytes after the last output");
+  const auto asked_x = in_shm("X");
+  const std::string bad_size = out("{\"name\":\"X\",\"datatype\":\"FP32\",\"shape\":[1],\"parameters\":{"
+                                   "\"shared_memory_byte_size\":1.5}}");
+  EXPECT_THROW(ProtocolError,
+               parse_infer_response(u8(bad_size), bad_size.size(), std::nullopt, ExpectedResponse{"", &asked_x}),
+               "shared_memory_byte_size is not a non-negative integer");
   // BYTES sizes are not checked against the shape here.
   const std::string bs = out("{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[5],\"parameters\":{"
                              "\"binary_data_size\":3}}") + "abc";
