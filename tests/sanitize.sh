@@ -19,6 +19,14 @@ cxx=${CXX:-g++}
 if [ $# -eq 0 ]; then
   set -- tests/test_hardening.py tests/test_codec.py tests/test_http_parser.py tests/test_fast_lane.py \
     tests/test_faults.py tests/test_shm.py tests/test_client_shm.py tests/test_client.py tests/test_futures_client.py
+  # GCC 12's ASan runtime does not lock its allocator around fork(): a child
+  # forked while another thread is inside malloc with the GIL released (the
+  # general path's response parsing, here) deadlocks in ASan itself (seen:
+  # the child stuck in SizeClassAllocator64::GetFromAllocator, never reaching
+  # tritonfast code). That case runs in the main, unsanitized run; its
+  # fast-lane twin (no allocation without the GIL) and the other fork tests
+  # run here.
+  set -- "$@" --deselect "tests/test_hardening.py::test_parent_and_forked_child_never_read_each_others_responses[general-path]"
 fi
 # Python itself is not instrumented: ASan must come first in the process (and
 # libstdc++ with it, or ASan's __cxa_throw interceptor finds no real one), and
