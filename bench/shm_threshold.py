@@ -1,5 +1,5 @@
 """Where system shared memory starts to beat plain HTTP: the measurement behind
-``tritonfast._shm_path.AUTO_THRESHOLD_BYTES``.
+``tritonfast._shm.path.AUTO_THRESHOLD_BYTES``.
 
     python bench/shm_threshold.py                       # starts the test suite's server
     python bench/shm_threshold.py --url http://127.0.0.1:8000

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import tritonfast
+import tritonfast._pipeline
 import tritonfast.client
 from tests.clients import closing_clients
 from tests.triton_server import RAISES_MESSAGE, free_ports
@@ -748,7 +749,7 @@ def test_model_error_carries_server_text(make_client):
 
 
 def test_unknown_model_fails_fast(make_client):
-    grace = tritonfast.client.UNKNOWN_MODEL_GRACE_S
+    grace = tritonfast._pipeline.UNKNOWN_MODEL_GRACE_S
     client = make_client("tf_no_such_model", init_timeout_s=30.0)
     with _elapsed() as t, pytest.raises(PyTritonClientModelUnavailableError, match="tf_no_such_model"):
         client.infer_batch(np.zeros((1, 2), np.float32))
@@ -765,7 +766,7 @@ def test_unknown_model_fails_fast(make_client):
     ],
 )
 def test_unknown_model_or_version_is_unavailable(make_client, monkeypatch, model, version, call):
-    monkeypatch.setattr(tritonfast.client, "UNKNOWN_MODEL_GRACE_S", 0.3)
+    monkeypatch.setattr(tritonfast._pipeline, "UNKNOWN_MODEL_GRACE_S", 0.3)
     client = make_client(model, version, init_timeout_s=30.0)
     calls = {
         "infer_sample": lambda: client.infer_sample(np.zeros(2, np.float32)),

@@ -28,9 +28,12 @@ import numpy as np
 import pytest
 
 import tritonfast
-import tritonfast.cuda_shm
+import tritonfast.utils.cuda_shared_memory
 from tests.clients import closing_clients, run_in_threads
-from tritonfast import FuturesModelClient, ModelClient, _shm_api, _shm_path, _shm_pool
+from tritonfast import FuturesModelClient, ModelClient
+from tritonfast._shm import api as _shm_api
+from tritonfast._shm import path as _shm_path
+from tritonfast._shm import pool as _shm_pool
 from tritonfast.exceptions import (
     PyTritonClientInferenceServerError,
     PyTritonClientTimeoutError,
@@ -476,7 +479,7 @@ def test_missing_extension(make_client, monkeypatch):
 
 def _cuda_missing() -> str | None:
     try:
-        tritonfast.cuda_shm.check_available()
+        tritonfast.utils.cuda_shared_memory.check_available()
     except SharedMemoryError as e:
         return str(e)
     return None
@@ -596,7 +599,7 @@ def test_live_regions_of_another_process_are_left_alone(make_client, url, tmp_pa
     # A region whose creator looks dead (a pid that does not exist) but whose
     # file is held locked by a live process (e.g. a client in another pid namespace).
     name = f"tritonfast_{2 ** 22 + 1}_deadbeef_0"
-    handle = tritonfast.shm.create_shared_memory_region(name, "/" + name, 4096, create_only=True)
+    handle = tritonfast.utils.shared_memory.create_shared_memory_region(name, "/" + name, 4096, create_only=True)
     lock_fd = _shm_pool._lock_shared(os.path.join(SHM_DIR, name))
     try:
         make_client("identity_fp32").infer_batch(np.ones((1, 4), np.float32))

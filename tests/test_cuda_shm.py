@@ -1,4 +1,4 @@
-"""CUDA shared memory: tritonfast.cuda_shm (tritonclient.utils.cuda_shared_memory's API).
+"""CUDA shared memory: tritonfast.utils.cuda_shared_memory (tritonclient.utils.cuda_shared_memory's API).
 
 Tests marked ``gpu`` need an NVIDIA GPU, its driver and libcudart; without them
 they skip with the reason tritonfast itself gives (which of the three is
@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tritonfast.cuda_shm as cudashm
-from tritonfast import _core, _shm_api
+import tritonfast.utils.cuda_shared_memory as cudashm
+from tritonfast import _core
+from tritonfast._shm import api as _shm_api
 from tritonfast.exceptions import DecodeError, SharedMemoryError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-import tritonfast._shm_path
+import tritonfast._shm.path
 from tests.clients import closing_clients, run_in_threads
 from tests.triton_server import IDENTITY_DATATYPES, RAISES_MESSAGE
 from tritonfast import ModelClient
@@ -202,7 +202,7 @@ def test_large_inputs_go_to_shared_memory(make_client):
 def test_large_outputs_of_unknown_size_stay_in_the_lane(make_client, monkeypatch):
     """Small inputs whose outputs turn out large: under "auto" shared memory takes
     only outputs whose size the config fixes, so such a layout stays the lane's."""
-    monkeypatch.setattr(tritonfast._shm_path, "AUTO_THRESHOLD_BYTES", 4096)
+    monkeypatch.setattr(tritonfast._shm.path, "AUTO_THRESHOLD_BYTES", 4096)
     client = make_client("tile4", shared_memory="auto")
     x = np.arange(512, dtype=np.float32)[None]  # 2 KiB in, 8 KiB out
     expected = np.tile(x, 4)

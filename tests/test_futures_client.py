@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
+import tritonfast._pipeline
 import tritonfast.client
 from tests.clients import closing_clients
 from tests.triton_server import RAISES_MESSAGE
@@ -99,7 +100,7 @@ def test_wait_for_model(make_client):
 
 
 def test_unknown_model_through_futures(make_client, monkeypatch):
-    monkeypatch.setattr(tritonfast.client, "UNKNOWN_MODEL_GRACE_S", 0.3)
+    monkeypatch.setattr(tritonfast._pipeline, "UNKNOWN_MODEL_GRACE_S", 0.3)
     client = make_client("tf_no_such_model", init_timeout_s=30.0)
     start = time.monotonic()
     with pytest.raises(PyTritonClientModelUnavailableError, match="tf_no_such_model"):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import pytest
 
-import tritonfast._shm_path
+import tritonfast._shm.path
 from tritonfast import FuturesModelClient, ModelClient, _core, utils
 from tritonfast._workers import ForkedError
 from tritonfast.exceptions import (
@@ -586,7 +586,7 @@ def test_auto_shared_memory_never_fails_a_request_plain_http_completes(make_clie
     from an earlier request with the same input shapes does not hold for the next."""
     client = make_client("grow", shared_memory="auto")
     plain = make_client("grow", shared_memory=None)
-    x = np.ones(tritonfast._shm_path.AUTO_THRESHOLD_BYTES // 2, np.float32)  # large: inputs in shm
+    x = np.ones(tritonfast._shm.path.AUTO_THRESHOLD_BYTES // 2, np.float32)  # large: inputs in shm
     for length in (1_000, 1_000, 1_000_000, 10):
         n = np.array([length], np.int32)
         out = client.infer_sample(x, n)["OUTPUT0"]

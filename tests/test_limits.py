@@ -41,5 +41,5 @@ def test_nan_parameter_is_refused(triton_server):
                      ensure_model_is_ready=False) as client:
         transport = client._transport
         with pytest.raises(EncodeError, match="request parameter .p.: NaN cannot be written as JSON"):
-            transport.infer(client._infer_target, [], "0", [("INPUT0", np.ones((1, 2), np.float32))],
+            transport.infer(client._model.infer_target, [], "0", [("INPUT0", np.ones((1, 2), np.float32))],
                             None, {"p": float("nan")}, 5.0)

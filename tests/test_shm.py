@@ -1,5 +1,5 @@
-"""System shared memory: tritonfast.shm (tritonclient.utils.shared_memory's API),
-the C++ regions under it, and the server endpoints in tritonfast._shm_api.
+"""System shared memory: tritonfast.utils.shared_memory (tritonclient.utils.shared_memory's API),
+the C++ regions under it, and the server endpoints in tritonfast._shm.api.
 
 Layers: region lifecycle and /dev/shm cleanliness; bounds and key errors that
 name what is wrong; every datatype round trip, cross-checked against
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tritonfast.shm as shm
-from tritonfast import _core, _shm_api
+import tritonfast.utils.shared_memory as shm
+from tritonfast import _core
+from tritonfast._shm import api as _shm_api
 from tritonfast.exceptions import DecodeError, EncodeError, SharedMemoryError
 
 try:  # BF16 is tested where the optional ml_dtypes is installed (the test extras have it)
@@ -363,7 +364,7 @@ def test_interoperates_with_tritonclient_shared_memory():
 VIEW_AFTER_DESTROY = """
 import gc
 import numpy as np
-import tritonfast.shm as shm
+import tritonfast.utils.shared_memory as shm
 
 key = {key!r}
 handle = shm.create_shared_memory_region("r", key, 1 << 20)
@@ -413,7 +414,7 @@ def test_the_mapping_is_released_with_the_last_view(key):
 
 
 def test_tritonclient_simple_http_shm_client_flow(triton_server):
-    """tritonclient's simple_http_shm_client.py with tritonfast.shm in place of
+    """tritonclient's simple_http_shm_client.py with tritonfast.utils.shared_memory in place of
     tritonclient.utils.shared_memory (add_sub: OUTPUT0 = a + b, OUTPUT1 = a - b)."""
     import tritonclient.http as httpclient
     from tritonclient import utils

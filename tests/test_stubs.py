@@ -13,3 +13,11 @@ def test_core_stubs_match_the_extension():
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_type_checks():
+    # tritonfast ships py.typed: users' mypy reads these annotations, and stubtest
+    # (above) refuses to run while the package has type errors.
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -32,7 +32,14 @@ def build_request(
 def model_target(model: str, version: str, suffix: str) -> str: ...
 
 class HttpClient:
-    def __init__(self, host: str, port: int, max_idle_connections: int = 64, max_idle_buffer_bytes: int = ...) -> None: ...
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_idle_connections: int = 64,
+        max_idle_buffer_bytes: int = ...,
+        max_response_body_bytes: int = ...,
+    ) -> None: ...
     def request(
         self,
         method: str,

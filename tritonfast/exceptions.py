@@ -23,17 +23,21 @@
 Names and messages follow ``pytriton.client.exceptions`` so code written for
 PyTriton catches the same things. Two differences, both additive: the value
 errors are also builtin ``ValueError``s, and the codec and shared-memory errors
-are new classes (``tritonfast.shm.SharedMemoryException`` and
-``tritonfast.cuda_shm.CudaSharedMemoryException`` are ``SharedMemoryError``, for
+are new classes (``tritonfast.utils.shared_memory.SharedMemoryException`` and
+``tritonfast.utils.cuda_shared_memory.CudaSharedMemoryException`` are ``SharedMemoryError``, for
 code ported from ``tritonclient.utils``).
 ``PyTritonClientConnectionError`` is a timeout error because PyTriton reports
 every connection failure of its HTTP client as ``PyTritonClientTimeoutError``.
 Programming mistakes (a list passed where an array is needed) stay ``TypeError``.
+
+``InferenceServerException`` stands apart: tritonclient's error, with its
+methods (``message()``, ``status()``, ``debug_details()``), for the
+tritonclient-style API (``tritonfast.utils.InferenceServerException``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
     "DecodeError",
@@ -130,6 +134,38 @@ class SharedMemoryError(PyTritonClientError):
 
     def __reduce__(self):
         return type(self), (self.message, self.status)
+
+
+class InferenceServerException(Exception):
+    """tritonclient's error (``tritonfast.utils.InferenceServerException``): ``msg``
+    with the server's ``status`` (a string, e.g. ``"400"``, shown as ``[400] msg``)
+    and ``debug_details``, read through tritonclient's methods ``message()``,
+    ``status()`` and ``debug_details()``. The tritonclient-style front ends raise it."""
+
+    def __init__(self, msg: Optional[str], status: Optional[str] = None, debug_details: Any = None):
+        super().__init__(msg)
+        self._msg = msg
+        self._status = status
+        self._debug_details = debug_details
+
+    def __str__(self) -> str:
+        text = super().__str__() if self._msg is None else self._msg
+        return text if self._status is None else f"[{self._status}] {text}"
+
+    def __reduce__(self):
+        return type(self), (self._msg, self._status, self._debug_details)
+
+    def message(self) -> Optional[str]:
+        """The error's text, without the status."""
+        return self._msg
+
+    def status(self) -> Optional[str]:
+        """The server's status (HTTP status or gRPC code) as a string, or None."""
+        return self._status
+
+    def debug_details(self) -> Any:
+        """Further details of the error, or None."""
+        return self._debug_details
 
 
 class _ServerError(Exception):

@@ -117,6 +117,8 @@ class FuturesModelClient:
             self._client.close()
 
     def wait_for_model(self, timeout_s: float) -> Future:
+        """Future that is done once the model is ready (``ModelClient.wait_for_model``
+        in a worker); its ``result()`` raises that method's errors."""
         return self._execute(self._client.wait_for_model, timeout_s)
 
     def model_config(self) -> Future:
@@ -126,11 +128,23 @@ class FuturesModelClient:
 
     def infer_sample(self, *inputs: Any, parameters: Optional[Dict[str, Any]] = None,
                      headers: Optional[Dict[str, Any]] = None, **named_inputs: Any) -> Future:
+        """Future of ``ModelClient.infer_sample``'s ``{output name: numpy array}``
+        (one sample; a batch axis added and taken off on a batching model); its
+        ``result()`` raises that method's errors. Raises
+        ``PyTritonClientQueueFullError`` here when the queue is full (at once with
+        ``non_blocking=True``, else after ``inference_timeout_s``) and
+        ``PyTritonClientClosedError`` after ``close()``."""
         return self._execute(self._client.infer_sample, *inputs, parameters=parameters,
                              headers=headers, **named_inputs)
 
     def infer_batch(self, *inputs: Any, parameters: Optional[Dict[str, Any]] = None,
                     headers: Optional[Dict[str, Any]] = None, **named_inputs: Any) -> Future:
+        """Future of ``ModelClient.infer_batch``'s ``{output name: numpy array}``
+        (a batch larger than ``max_batch_size`` split and sent concurrently); its
+        ``result()`` raises that method's errors. Raises
+        ``PyTritonClientQueueFullError`` here when the queue is full (at once with
+        ``non_blocking=True``, else after ``inference_timeout_s``) and
+        ``PyTritonClientClosedError`` after ``close()``."""
         return self._execute(self._client.infer_batch, *inputs, parameters=parameters,
                              headers=headers, **named_inputs)
 

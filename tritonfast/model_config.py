@@ -143,7 +143,8 @@ def _batcher(d: Optional[dict]) -> Optional[DynamicBatcher]:
         priority_levels=int(d.get("priority_levels", 0)),
         default_priority_level=int(d.get("default_priority_level", 0)),
         default_queue_policy=_queue_policy(d.get("default_queue_policy")),
-        priority_queue_policy={int(k): _queue_policy(v) for k, v in priority.items()} if priority else None,
+        priority_queue_policy={int(k): p for k, p in ((k, _queue_policy(v)) for k, v in priority.items())
+                               if p is not None} if priority else None,
     )
 
 

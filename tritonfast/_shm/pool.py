@@ -60,7 +60,9 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tritonfast import _shm_api, cuda_shm, shm
+from tritonfast._shm import api as _shm_api
+from tritonfast.utils import cuda_shared_memory as cuda_shm
+from tritonfast.utils import shared_memory as shm
 from tritonfast.exceptions import PyTritonClientClosedError, SharedMemoryError
 
 _LOGGER = logging.getLogger("tritonfast.client")
@@ -251,7 +253,7 @@ class _CudaKind:
         return match is not None and not _pid_alive(int(match.group(1)))
 
 
-KINDS = {"system": _SystemKind, "cuda": _CudaKind}
+KINDS: Dict[str, Any] = {"system": _SystemKind, "cuda": _CudaKind}
 
 
 class _Anchor:

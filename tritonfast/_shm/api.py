@@ -2,7 +2,7 @@
 
 ``transport`` is anything with ``request(method, target, headers, body,
 timeout_s, idempotent) -> (status, body)``: ``tritonfast._core.HttpClient`` or
-``tritonfast._tls.TlsTransport``. A non-200 answer raises
+``tritonfast._transport.tls.TlsTransport``. A non-200 answer raises
 :class:`~tritonfast.exceptions.SharedMemoryError` with the HTTP status in
 ``.status`` and the server's message (e.g. 501 "Client shared memory is
 disabled" from servers started without ``--allow-client-shm=true``); transport

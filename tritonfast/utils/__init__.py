@@ -4,6 +4,12 @@
 types as tritonclient's and produce byte-identical wire data; the work is done in
 C++ (``tritonfast._core``) instead of a per-element Python loop.
 
+A package, like ``tritonclient.utils``: ``tritonfast.utils.shared_memory`` and
+``tritonfast.utils.cuda_shared_memory`` are tritonclient's shared-memory
+modules, so a tritonclient script ports by changing ``tritonclient`` to
+``tritonfast`` in its imports. ``InferenceServerException`` and
+``raise_error`` are tritonclient's error and its helper.
+
 Differences from tritonclient, on purpose:
 
 * ``U`` (unicode) arrays are accepted and encoded as UTF-8 (tritonclient raises).
@@ -22,16 +28,19 @@ from typing import Any, Optional
 import numpy as np
 
 from tritonfast import _core
-from tritonfast.exceptions import EncodeError, PyTritonClientValueError
+from tritonfast.exceptions import EncodeError, InferenceServerException, PyTritonClientValueError
 
+_ml_dtypes: Any
 try:  # optional: numpy has no bfloat16 of its own
     import ml_dtypes as _ml_dtypes
 except ImportError:  # pragma: no cover - exercised only without ml_dtypes
     _ml_dtypes = None
 
 __all__ = [
+    "InferenceServerException",
     "deserialize_bytes_tensor",
     "np_to_triton_dtype",
+    "raise_error",
     "serialize_byte_tensor",
     "serialized_byte_size",
     "triton_to_np_dtype",
@@ -128,3 +137,8 @@ def serialized_byte_size(tensor_value: np.ndarray) -> int:
     if tensor_value.size == 0:
         return 0
     return _core.bytes_serialized_size(tensor_value) - 4 * tensor_value.size
+
+
+def raise_error(msg: str) -> None:
+    """Raises :class:`InferenceServerException` with ``msg`` (tritonclient's helper)."""
+    raise InferenceServerException(msg=msg) from None

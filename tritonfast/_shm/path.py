@@ -5,7 +5,7 @@ Modes: ``"auto"`` uses system shared memory for a server on this host (a
 loopback address, or a name that resolves only to loopback addresses) when a
 request's input bytes or its expected output bytes reach ``AUTO_THRESHOLD_BYTES``;
 ``"system"`` always uses it; ``"cuda"`` uses CUDA regions (see
-``tritonfast.cuda_shm``).
+``tritonfast.utils.cuda_shared_memory``).
 
 Output sizes. An output whose config dims (with the batch dim taken from the
 inputs) are all known gets exactly its size. Any other output (a -1 dim, or
@@ -45,12 +45,13 @@ import logging
 import re
 import socket
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from tritonfast import _core, cuda_shm
-from tritonfast._shm_pool import Lease, RegionPool, align
+from tritonfast import _core
+from tritonfast.utils import cuda_shared_memory as cuda_shm
+from tritonfast._shm.pool import Lease, RegionPool, align
 from tritonfast.exceptions import PyTritonClientInferenceServerError, SharedMemoryError, _ServerError
 from tritonfast.utils import _NP_TO_TRITON, _TRITON_TO_NP
 
@@ -109,7 +110,7 @@ def is_loopback(hostname: str, port: int) -> bool:
         infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
     except OSError:
         return False
-    addresses = {info[4][0].split("%")[0] for info in infos}
+    addresses = {str(info[4][0]).split("%")[0] for info in infos}
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
@@ -160,7 +161,7 @@ class _Layout:
             # The server refuses empty shared-memory spans: empty tensors go inline (0 body bytes).
             inputs = [(name, datatype, shape, (region, nbytes, offset)) if nbytes else (name, empty)
                       for name, datatype, shape, offset, nbytes, empty in self.inputs]
-            outputs = None
+            outputs: Optional[list] = None
             if self.over_http is not None:
                 outputs = [*self.over_http]
                 outputs += [(name, (region, size, offset)) for name, (offset, size) in self.outputs.items()]
@@ -168,6 +169,14 @@ class _Layout:
                 self._args.clear()
             args = self._args[region] = (inputs, outputs)
         return args
+
+
+class Route(NamedTuple):
+    """A request for the shared-memory path: its input signature and region
+    layout (None: received over HTTP once to learn its output sizes)."""
+
+    signature: _Signature
+    layout: Optional[_Layout]
 
 
 class SharedMemoryPath:
@@ -197,22 +206,22 @@ class SharedMemoryPath:
         when every request is this path's (``"system"``, ``"cuda"``)."""
         if self.mode != "auto":
             return None
-        plan = self._plan if self._plan_config is config else self._make_plan(config)
+        plan = self._plan_for(config)
         return self._threshold, plan.fixed_bytes
 
     # ------------------------------------------------------------------ request
 
-    def infer(self, transport: Any, target: str, headers: List[Tuple[str, str]], request_id: str,
-              inputs: Dict[str, Any], parameters: Optional[dict], timeout_s: float,
-              config: Any) -> Optional[Dict[str, Any]]:
-        """The outputs, or None when this request should take the plain HTTP path."""
+    def route(self, inputs: Dict[str, Any], config: Any) -> Optional["Route"]:
+        """Where a request goes, decided without I/O: None for plain HTTP, else a
+        :class:`Route` for :meth:`infer`. (The first call of an "auto" path for a
+        host name resolves it once, to learn whether it is this host.)"""
         if self._local is not True:
             if self._local is None:
                 self._local = is_loopback(self._hostname, self._port)
             if not self._local:
                 self.disabled = True
                 return None
-        plan = self._plan if self._plan_config is config else self._make_plan(config)
+        plan = self._plan_for(config)
         try:
             if self._threshold:
                 in_bytes = 0
@@ -230,20 +239,29 @@ class SharedMemoryPath:
             # HTTP (received straight into the outputs' buffer): a one-off large request
             # holds 1x its payload, not its inputs in a region plus its outputs in a
             # receive buffer. The next ones send their inputs through shared memory.
-            result = transport.infer(target, headers, request_id, list(inputs.items()), None,
-                                     parameters, timeout_s)
-            self._learn(signature, result)
-            return result
-        pool = self._pool if self._pool is not None else self._start(transport)
-        if pool is None:
-            return None
+            return Route(signature, None)
         layout = self._layouts.get(signature)
         if layout is None:
             layout = self._make_layout(signature, inputs, plan)
             if layout is None:
                 return None
-        return self._infer_shm(pool, layout, transport, target, headers, request_id, inputs,
-                               parameters, timeout_s, signature)
+        return Route(signature, layout)
+
+    def infer(self, route: "Route", transport: Any, target: str, headers: List[Tuple[str, str]],
+              request_id: str, inputs: Dict[str, Any], parameters: Optional[dict],
+              timeout_s: float) -> Optional[Dict[str, Any]]:
+        """The outputs of a request :meth:`route` sent here, or None when it should
+        take the plain HTTP path after all (the pool cannot start or is full)."""
+        if route.layout is None:
+            result = transport.infer(target, headers, request_id, list(inputs.items()), None,
+                                     parameters, timeout_s)
+            self._learn(route.signature, result)
+            return result
+        pool = self._pool if self._pool is not None else self._start(transport)
+        if pool is None:
+            return None
+        return self._infer_shm(pool, route.layout, transport, target, headers, request_id, inputs,
+                               parameters, timeout_s, route.signature)
 
     def _expect_large_output(self, plan: _Plan, inputs: Dict[str, Any]) -> bool:
         """Whether the outputs known up front reach the threshold ("auto")."""
@@ -262,9 +280,10 @@ class SharedMemoryPath:
                 nbytes = _core.bytes_serialized_size(x)
                 cacheable = False  # the next tensor of this shape may hold more bytes
             else:
-                datatype = _NP_TO_TRITON.get(x.dtype.newbyteorder("="))
-                if datatype is None or datatype == "BYTES":
+                known = _NP_TO_TRITON.get(x.dtype.newbyteorder("="))
+                if known is None or known == "BYTES":
                     return None  # no Triton datatype: the plain path raises EncodeError
+                datatype = known
                 nbytes = x.nbytes
             empty = None if nbytes else np.empty(x.shape, x.dtype)
             placed_inputs.append((name, datatype, list(x.shape), offset, nbytes, empty))
@@ -277,11 +296,12 @@ class SharedMemoryPath:
         # succeeds, so it receives every output of unknown size over HTTP.
         learned = self._learned.get(signature) if plan.has_learned and not self._threshold else None
         outputs: Dict[str, Tuple[int, int]] = {}
-        over_http: Optional[List[str]] = []
+        over_http: List[str] = []
+        all_over_http = False
         if plan.outputs is None:
             # The config lists no outputs: all over HTTP until their sizes are learned.
             if learned is None:
-                over_http = None
+                all_over_http = True
             else:
                 for name, size in learned.items():
                     if not size:
@@ -303,7 +323,7 @@ class SharedMemoryPath:
                     continue
                 outputs[spec.name] = (offset, size)
                 offset = align(offset + size)
-        layout = _Layout(placed_inputs, outputs, over_http, offset)
+        layout = _Layout(placed_inputs, outputs, None if all_over_http else over_http, offset)
         if cacheable:
             if len(self._layouts) >= MAX_LEARNED_SIGNATURES:
                 self._layouts.clear()
@@ -407,6 +427,10 @@ class SharedMemoryPath:
         self._layouts.pop(signature, None)
 
     # ------------------------------------------------------------------ pool
+
+    def _plan_for(self, config: Any) -> _Plan:
+        plan = self._plan
+        return plan if plan is not None and self._plan_config is config else self._make_plan(config)
 
     def _make_plan(self, config: Any) -> _Plan:
         plan = _Plan(config)

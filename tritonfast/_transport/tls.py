@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 
 from tritonfast import _core, _fork
-from tritonfast._transport import MAX_IDLE_CONNECTIONS
+from tritonfast._transport.limits import MAX_IDLE_CONNECTIONS
 from tritonfast._url import TritonUrl
 from tritonfast.exceptions import PyTritonClientConnectionError, PyTritonClientTimeoutError, TlsError, _ServerError
 
