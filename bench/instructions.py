@@ -27,6 +27,9 @@ from tests.triton_server import MODELS_BY_NAME, TritonServer, write_model_reposi
 
 CLIENT = """
 import sys
+if sys.argv[4]:  # another tritonfast tree: bypass the editable install's finder
+    sys.meta_path = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuildRedirectingFinder"]
+    sys.path.insert(0, sys.argv[4])
 import numpy as np
 from tritonfast import ModelClient
 port, count, general = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
@@ -40,11 +43,11 @@ with ModelClient(f"http://127.0.0.1:{port}", "identity_fp32_cached", shared_memo
 """
 
 
-def instructions(port: int, count: int, general: bool) -> int:
+def instructions(port: int, count: int, general: bool, tree: str = "") -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        sys.executable, "-c", CLIENT, str(port), str(count), "1" if general else "0"],
+                        sys.executable, "-c", CLIENT, str(port), str(count), "1" if general else "0", tree],
                        check=True, capture_output=True)
         summary = re.search(r"^summary: (\d+)", out.read_text(), re.M)
         assert summary, "no summary line in the callgrind output"
@@ -55,15 +58,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--general", action="store_true", help="the general path (a header set)")
+    parser.add_argument("--tree", nargs="+", default=[""], metavar="DIR",
+                        help="directories holding a tritonfast package to measure instead of the installed one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         repository = write_model_repository(Path(root) / "models", [MODELS_BY_NAME["identity_fp32_cached"]])
         with TritonServer(repository, work_dir=Path(root) / "server") as server:
             n = args.requests
-            low = instructions(server.http_port, n, args.general)
-            high = instructions(server.http_port, 3 * n, args.general)
-    print(f"{(high - low) / (2 * n):,.0f} instructions per request "
-          f"({'general path' if args.general else 'fast lane'}; {2 * n} requests)")
+            for tree in args.tree:
+                low = instructions(server.http_port, n, args.general, tree)
+                high = instructions(server.http_port, 3 * n, args.general, tree)
+                print(f"{(high - low) / (2 * n):,.0f} instructions per request "
+                      f"({'general path' if args.general else 'fast lane'}; {2 * n} requests)"
+                      + (f" {tree}" if tree else ""), flush=True)
 
 
 if __name__ == "__main__":

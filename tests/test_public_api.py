@@ -193,3 +193,16 @@ def test_no_import_cycle_between_tritonfast_modules():
 
     for node in sorted(graph):
         walk(node)
+
+
+@pytest.mark.parametrize("cls", [tritonfast.ModelClient, tritonfast.FuturesModelClient])
+def test_public_methods_say_what_they_do(cls):
+    import inspect
+
+    undocumented = [name for name, member in inspect.getmembers(cls)
+                    if not name.startswith("_") and not inspect.getdoc(member)]
+    assert not undocumented, f"help({cls.__name__}) shows these empty: {undocumented}"
+    for name in ("infer_sample", "infer_batch"):
+        doc = inspect.getdoc(getattr(cls, name))
+        assert "Returns" in doc or "Future of" in doc, name
+        assert "Raises" in doc or "raises" in doc, name

@@ -1,17 +1,6 @@
-"""Deprecated: use ``tritonfast.utils.shared_memory``, tritonclient's module path
-(``tritonclient.utils.shared_memory``). This name stays for one release as the
-same module object, and warns when imported."""
+"""Deprecated: ``tritonfast.utils.shared_memory``, tritonclient's module path
+(``tritonclient.utils.shared_memory``), under its old name for one release."""
 
-import sys
-import warnings
+from tritonfast._deprecated import alias_module
 
-from tritonfast.utils import shared_memory as _module
-
-
-warnings.warn(
-    "tritonfast.shm is deprecated and goes in the next release: "
-    "import tritonfast.utils.shared_memory (tritonclient's module path) instead",
-    DeprecationWarning,
-    stacklevel=2,  # warnings skips importlib's frames: this names the import statement
-)
-sys.modules[__name__] = _module
+alias_module(__name__, "tritonfast.utils.shared_memory")
