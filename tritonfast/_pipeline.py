@@ -18,7 +18,7 @@ Multi-request exchanges (waiting for the server or model, fetching the config,
 the repository API) are generators: they yield :class:`Request` and
 :class:`Sleep` steps and receive each request's ``(status, body)``, or have the
 transport's exception thrown into them. :func:`run` drives one with blocking
-calls; an asyncio driver awaits the same steps. So sync and async differ only
+calls; :func:`run_async` awaits the same steps. So sync and async differ only
 in the I/O call, never in a hand-copied twin of the logic.
 
 The fast lane (``_core.InferPlan``) is not a pipeline step: it does a plain
@@ -27,10 +27,11 @@ request in one C++ call and hands anything else back, unsent, to this path.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
-from typing import Any, Callable, Dict, Generator, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, Generator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -278,6 +279,27 @@ def run(exchange: Exchange, request: Callable[[Request], Tuple[int, bytes]],
                 sleep(step.seconds)
             else:
                 value = request(step)
+        except Exception as e:  # noqa: BLE001 - thrown into the exchange, which decides
+            error = e
+
+
+async def run_async(exchange: Exchange, request: Callable[[Request], Awaitable[Tuple[int, bytes]]],
+                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> Any:
+    """Drives ``exchange`` with awaited calls (the asyncio front end's :func:`run`);
+    returns what it returns. A cancellation is not thrown into the exchange: it ends it."""
+    value: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = exchange.send(value) if error is None else exchange.throw(error)
+        except StopIteration as done:
+            return done.value
+        value = error = None
+        try:
+            if isinstance(step, Sleep):
+                await sleep(step.seconds)
+            else:
+                value = await request(step)
         except Exception as e:  # noqa: BLE001 - thrown into the exchange, which decides
             error = e
 

@@ -4,15 +4,19 @@
   (thread-safe keep-alive pool, every wait with the GIL released).
 * ``https://``: :class:`tritonfast._transport.tls.TlsTransport`, Python's ``ssl``
   sockets driving the same C++ request builder and response parser.
+* asyncio (both schemes): :class:`tritonfast._transport.aio.AioTransport`, an
+  ``asyncio.BufferedProtocol`` over the same builder and parser, whose
+  ``request`` and ``infer`` are coroutines (``AsyncioModelClient``'s transport).
 
-Both have ``request(method, target, headers, body, timeout_s, idempotent) ->
+All have ``request(method, target, headers, body, timeout_s, idempotent) ->
 (status, body)``, ``infer(target, headers, request_id, inputs, outputs,
-parameters, timeout_s) -> {name: ndarray}`` and ``close()``. The request
+parameters, timeout_s) -> {name: ndarray}`` (coroutines on the asyncio one) and
+``close()``. The request
 pipeline above them (``tritonfast._pipeline``) does no I/O; the front ends call
 it around one transport call.
 
-Modules: ``limits`` (pool and size limits), ``tls`` (the https driver). The
-native driver is the C++ ``_core.HttpClient`` itself.
+Modules: ``limits`` (pool and size limits), ``tls`` (the https driver), ``aio``
+(the asyncio driver). The native driver is the C++ ``_core.HttpClient`` itself.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from tritonfast import _core
+from tritonfast._transport.aio import MAX_CONNECTIONS, AioTransport
 from tritonfast._transport.limits import (
     DEFAULT_MAX_RESPONSE_BODY_BYTES,
     MAX_IDLE_BUFFER_BYTES,
@@ -33,8 +38,10 @@ from tritonfast._url import TritonUrl
 from tritonfast.utils import _TRITON_TO_NP
 
 __all__ = [
+    "AioTransport",
     "DEFAULT_MAX_RESPONSE_BODY_BYTES",
     "MAX_IDLE_BUFFER_BYTES",
+    "MAX_CONNECTIONS",
     "MAX_IDLE_CONNECTIONS",
     "TlsTransport",
     "create_transport",
