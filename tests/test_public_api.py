@@ -11,6 +11,7 @@ from tritonfast import exceptions
 def test_exported_names():
     assert tritonfast.__all__ == sorted(tritonfast.__all__)
     assert set(tritonfast.__all__) == {
+        "AsyncioModelClient",
         "FuturesModelClient",
         "ModelClient",
         "TritonModelConfig",

@@ -7,11 +7,13 @@ HTTP framing, transport) is C++ in ``tritonfast._core``.
 
 from tritonfast import exceptions, utils
 from tritonfast._core import __version__
+from tritonfast.asyncio_client import AsyncioModelClient
 from tritonfast.client import ModelClient
 from tritonfast.futures import FuturesModelClient
 from tritonfast.model_config import TritonModelConfig
 
 __all__ = [
+    "AsyncioModelClient",
     "FuturesModelClient",
     "ModelClient",
     "TritonModelConfig",

@@ -1,0 +1,294 @@
+"""``AsyncioModelClient``: PyTriton's asyncio client over tritonfast's asyncio transport.
+
+The same request pipeline as ``ModelClient`` (``tritonfast._pipeline``): the
+argument checks, naming, batch axis, chunk planning, headers and error mapping
+are its steps, and readiness and config are its sans-I/O exchanges driven by
+``_pipeline.run_async``. Only the I/O call differs: ``await`` on
+``tritonfast._transport.aio.AioTransport``.
+
+PyTriton's behaviour (``pytriton.client.AsyncioModelClient``) with its bugs fixed:
+
+* readiness is checked once, on first use (PyTriton re-checks it on every call
+  with ``lazy_init=False`` or a given config);
+* a closed client raises ``PyTritonClientClosedError`` (not aiohttp's ``RuntimeError``);
+* an unknown model fails fast with ``PyTritonClientModelUnavailableError``;
+* batches larger than ``max_batch_size`` are split and their chunks sent concurrently;
+* ``from_existing_client`` works (PyTriton's raises ``TypeError``), and
+  ``access_token`` is accepted;
+* readiness polls back off from 50 ms (PyTriton waits 10% of ``init_timeout_s``).
+
+Loop rules: a client may be created outside any running loop; it binds to the
+loop it is first used on (which may run in any thread). Used from another loop
+while that one is still open, it raises ``PyTritonClientValueError``; once that
+loop is closed (``asyncio.run`` returned), another loop may take the client over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Dict, List, Optional, Tuple, cast
+
+import numpy as np
+
+from tritonfast import _core, _pipeline
+from tritonfast._pipeline import ModelRef, ParamValue, Request
+from tritonfast._transport.aio import MAX_CONNECTIONS, AioTransport
+from tritonfast._transport.limits import DEFAULT_MAX_RESPONSE_BODY_BYTES
+from tritonfast._url import TritonUrl
+from tritonfast.client import DEFAULT_INFERENCE_TIMEOUT_S, DEFAULT_INIT_TIMEOUT_S
+from tritonfast.exceptions import (
+    PyTritonClientClosedError,
+    PyTritonClientTimeoutError,
+    PyTritonClientValueError,
+    _ServerError,
+)
+from tritonfast.model_config import TritonModelConfig
+
+_LOGGER = logging.getLogger("tritonfast.asyncio_client")
+
+__all__ = ["AsyncioModelClient", "MAX_CONNECTIONS"]
+
+
+class AsyncioModelClient:
+    """asyncio client of one model (PyTriton's ``AsyncioModelClient``).
+
+    Args:
+        url: ``[http|https://]host[:port]``; http and port 8000 by default.
+        model_name: name of the model.
+        model_version: version to use; the server's latest when None.
+        lazy_init: wait for the model and fetch its config on first use (True)
+            or in ``async with`` (False; the constructor never does I/O).
+        init_timeout_s: bound on waiting for the server and model (300 s).
+        inference_timeout_s: deadline of each request, inference or not (60 s):
+            waiting for a free connection, connecting, sending and receiving.
+        model_config: a config to use instead of fetching one.
+        ensure_model_is_ready: with ``model_config``, still wait for the model
+            (and refresh the config from the server) before the first inference.
+        access_token: sent as the ``triton-access-token`` header.
+        split_large_batches: split a batch larger than the model's
+            ``max_batch_size`` into chunks sent concurrently (tritonfast only).
+        ssl_context: for ``https://`` urls; ``ssl.create_default_context()``
+            when None (tritonfast only).
+        shared_memory: only ``None`` (plain HTTP): shared memory is not
+            supported by the asyncio client yet (tritonfast only).
+        max_response_body_bytes: responses larger than this are refused with
+            ``ProtocolError`` before they are received (16 GiB; tritonfast only).
+        max_connections: connections kept open at most; requests beyond them
+            wait in order (``MAX_CONNECTIONS``, 64; tritonfast only).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        model_version: Optional[str] = None,
+        *,
+        lazy_init: bool = True,
+        init_timeout_s: Optional[float] = None,
+        inference_timeout_s: Optional[float] = None,
+        model_config: Optional[TritonModelConfig] = None,
+        ensure_model_is_ready: bool = True,
+        access_token: Optional[str] = None,
+        split_large_batches: bool = True,
+        ssl_context: Any = None,
+        shared_memory: Optional[str] = None,
+        max_response_body_bytes: Optional[int] = None,
+        max_connections: int = MAX_CONNECTIONS,
+    ):
+        self._triton_url = TritonUrl.from_url(url)
+        self._url = self._triton_url.with_scheme
+        if model_version is not None and not isinstance(model_version, (str, int)):
+            raise PyTritonClientValueError(f"model_version must be a str, got {type(model_version).__name__}")
+        if shared_memory is not None:
+            raise PyTritonClientValueError(
+                f"shared_memory={shared_memory!r} is not supported yet in the asyncio client: "
+                "leave it None (plain HTTP), or use ModelClient for shared memory"
+            )
+        if max_response_body_bytes is not None and (
+                not isinstance(max_response_body_bytes, int) or max_response_body_bytes <= 0):
+            raise PyTritonClientValueError(
+                f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
+        self._model_name = model_name
+        self._model_version = None if model_version is None else str(model_version)
+        self._lazy_init = lazy_init
+        self._init_timeout_s = DEFAULT_INIT_TIMEOUT_S if init_timeout_s is None else init_timeout_s
+        self._inference_timeout_s = (
+            DEFAULT_INFERENCE_TIMEOUT_S if inference_timeout_s is None else inference_timeout_s
+        )
+        self._access_token = access_token
+        self._auth_headers = {"triton-access-token": access_token} if access_token else {}
+        self._auth_header_list = list(self._auth_headers.items())
+        self._split_large_batches = split_large_batches
+        self._ssl_context = ssl_context
+        self._max_response_body_bytes = max_response_body_bytes
+        self._model_config = model_config
+        # True once the model was seen ready and its config is cached.
+        self._model_ready = model_config is not None and not ensure_model_is_ready
+        self._init_lock: Optional[asyncio.Lock] = None  # made on the loop of first use
+        self._init_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
+        self._model = ModelRef(self._url, model_name, self._model_version)
+        max_body = DEFAULT_MAX_RESPONSE_BODY_BYTES if max_response_body_bytes is None else max_response_body_bytes
+        self._transport = AioTransport(self._triton_url, ssl_context, max_body, max_connections)
+        self._closed = False
+
+    # ------------------------------------------------------------------ PyTriton API
+
+    @classmethod
+    def from_existing_client(cls, existing_client: Any) -> "AsyncioModelClient":
+        """A new client with the settings and cached config of ``existing_client`` (an
+        ``AsyncioModelClient`` or a ``ModelClient``)."""
+        existing = existing_client
+        return cls(
+            existing._url,
+            existing._model_name,
+            existing._model_version,
+            init_timeout_s=existing._init_timeout_s,
+            inference_timeout_s=existing._inference_timeout_s,
+            model_config=existing._model_config,
+            ensure_model_is_ready=False,
+            access_token=existing._access_token,
+            split_large_batches=existing._split_large_batches,
+            ssl_context=existing._ssl_context,
+            max_response_body_bytes=existing._max_response_body_bytes,
+            max_connections=getattr(existing, "max_connections", MAX_CONNECTIONS),
+        )
+
+    @property
+    def max_connections(self) -> int:
+        return self._transport.max_connections
+
+    async def __aenter__(self) -> "AsyncioModelClient":
+        if not self._lazy_init:
+            try:
+                await self._ensure_ready()
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the connections (in-flight requests finish first); idempotent."""
+        self._closed = True
+        await self._transport.aclose()
+
+    @property
+    def model_config(self) -> Awaitable[TritonModelConfig]:
+        """``await client.model_config``: the model's config, fetched once (waiting
+        for the model) and cached."""
+        return self._get_model_config()
+
+    async def _get_model_config(self) -> TritonModelConfig:
+        config = self._model_config
+        return await self._ensure_ready() if config is None else config
+
+    async def wait_for_server(self, timeout_s: float) -> None:
+        """Waits until the server is live and ready; PyTritonClientTimeoutError after ``timeout_s``."""
+        self._check_open()
+        await self._run(_pipeline.wait_for_server(self._url, timeout_s))
+
+    async def wait_for_model(self, timeout_s: float) -> None:
+        """Waits until the model is ready; PyTritonClientTimeoutError after ``timeout_s``,
+        PyTritonClientModelUnavailableError when the server does not know it."""
+        self._check_open()
+        await self._run(_pipeline.wait_for_model(self._model, time.monotonic() + timeout_s))
+
+    async def infer_sample(self, *inputs: np.ndarray, parameters: Optional[Dict[str, ParamValue]] = None,
+                           headers: Optional[Dict[str, ParamValue]] = None,
+                           **named_inputs: np.ndarray) -> Dict[str, np.ndarray]:
+        """Infers one sample: on a batching model, a batch axis is added to every input
+        and taken off every output (as ``ModelClient.infer_sample``)."""
+        return await self._infer_general(True, inputs, named_inputs, parameters, headers)
+
+    async def infer_batch(self, *inputs: np.ndarray, parameters: Optional[Dict[str, ParamValue]] = None,
+                          headers: Optional[Dict[str, ParamValue]] = None,
+                          **named_inputs: np.ndarray) -> Dict[str, np.ndarray]:
+        """Infers a batch (the first axis of every input); a batch larger than the
+        model's ``max_batch_size`` is split into chunks sent concurrently
+        (as ``ModelClient.infer_batch``)."""
+        return await self._infer_general(False, inputs, named_inputs, parameters, headers)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PyTritonClientClosedError("AsyncioModelClient is closed")
+
+    async def _ensure_ready(self) -> TritonModelConfig:
+        """Waits for the model and fetches its config, once per client."""
+        if self._model_ready:
+            return cast(TritonModelConfig, self._model_config)
+        loop = self._transport.bind()  # the clear error on a second open loop, before any wait
+        if self._init_lock is None or self._init_loop is not loop:
+            # asyncio.Lock binds to a loop: a lock of its own on each loop the client
+            # is handed over to (the transport refuses two open loops at once).
+            self._init_lock, self._init_loop = asyncio.Lock(), loop
+        async with self._init_lock:
+            if not self._model_ready:
+                self._check_open()
+                deadline = time.monotonic() + self._init_timeout_s
+                self._model_config = await self._run(_pipeline.ready_config(self._model, deadline))
+                self._model_ready = True
+        return cast(TritonModelConfig, self._model_config)
+
+    async def _run(self, exchange: _pipeline.Exchange) -> Any:
+        """Drives one of the pipeline's management exchanges over the transport."""
+        return await _pipeline.run_async(exchange, self._request)
+
+    async def _request(self, step: Request) -> Tuple[int, bytes]:
+        """One management request, bounded by the inference timeout and its deadline."""
+        timeout = max(0.0, min(self._inference_timeout_s, step.deadline - time.monotonic()))
+        return await self._transport.request(step.method, step.target, self._auth_header_list, step.body,
+                                             timeout, step.idempotent)
+
+    async def _infer_general(self, sample: bool, inputs: tuple, named_inputs: dict, parameters: Optional[dict],
+                             headers: Optional[dict]) -> Dict[str, np.ndarray]:
+        self._check_open()
+        _pipeline.check_call(inputs, named_inputs, parameters, headers)
+        config = await self._ensure_ready()
+        batching = config.max_batch_size > 0
+        if sample:
+            if batching:
+                inputs, named_inputs = _pipeline.add_batch_axis(inputs, named_inputs)
+            result = await self._infer(_pipeline.name_inputs(config, inputs, named_inputs), parameters, headers)
+            return _pipeline.first_rows(result) if batching else result
+        _pipeline.check_batching(config)
+        named = _pipeline.name_inputs(config, inputs, named_inputs)
+        if self._split_large_batches:
+            chunks = _pipeline.plan_chunks(named, config.max_batch_size)
+            if chunks is not None:
+                return await self._infer_chunks(chunks, parameters, headers)
+        return await self._infer(named, parameters, headers)
+
+    async def _infer(self, inputs: Dict[str, Any], parameters: Optional[dict],
+                     headers: Optional[dict]) -> Dict[str, np.ndarray]:
+        """One inference request."""
+        self._check_open()
+        _pipeline.check_not_decoupled(self._model_config)
+        header_list = _pipeline.request_headers(self._auth_headers, self._auth_header_list, headers)
+        request_id = self._request_ids.next()
+        try:
+            return await self._transport.infer(self._model.infer_target, header_list, request_id,
+                                               list(inputs.items()), None, parameters, self._inference_timeout_s)
+        except (_ServerError, PyTritonClientTimeoutError) as e:
+            if not isinstance(e, _ServerError):
+                _LOGGER.error("inference of %s on %s failed: %s", self._model.describe(), self._url, e)
+            raise _pipeline.infer_error(e, self._model, self._inference_timeout_s) from e
+
+    async def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
+                            headers: Optional[dict]) -> Dict[str, np.ndarray]:
+        """The chunks of a split batch, concurrently; the first failure cancels the rest.
+        Each chunk's request has its own deadline (the transport's), so no extra bound."""
+        tasks = [asyncio.ensure_future(self._infer(chunk, parameters, headers)) for chunk in chunks]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return _pipeline.merge_chunks(list(results))
