@@ -1,7 +1,7 @@
 """PyTriton reference server for the tests (started by ``tests.triton_server.PyTritonServer``).
 
 Usage: python tests/pytriton_app.py --address IP --http-port N --grpc-port N --metrics-port N
-           --header-forward-pattern RE --exit-timeout-secs N --workspace DIR
+           --header-forward-pattern RE --exit-timeout-secs N --workspace DIR --access-token TOKEN
 
 Binds, with PyTriton's own ``Triton.bind``:
 
@@ -9,6 +9,9 @@ Binds, with PyTriton's own ``Triton.bind``:
 * ``Identity``: ``INPUT_1`` float64 (-1,) and ``INPUT_2`` bytes (1,) echoed as
   ``OUTPUT_1`` / ``OUTPUT_2``.
 * ``ParamsAndHeaders``: PyTriton's use_parameters_and_headers example.
+
+PyTriton's default security settings stay (statistics, repository, shared
+memory, trace and logging endpoints restricted), with the token given.
 """
 
 import argparse
@@ -17,7 +20,7 @@ import signal
 import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 MAX_BATCH_SIZE = 128  # as in PyTriton's examples
 
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--header-forward-pattern", required=True)
     parser.add_argument("--exit-timeout-secs", type=int, required=True)
     parser.add_argument("--workspace", required=True)
+    parser.add_argument("--access-token", required=True, help="for the restricted endpoints")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     config = TritonConfig(
@@ -109,7 +113,8 @@ def main() -> None:
         allow_gpu_metrics=False,  # CPU-only; avoids DCGM probing
         log_verbose=0,
     )
-    with Triton(config=config, workspace=args.workspace) as triton:
+    security = TritonSecurityConfig(access_token=args.access_token)  # default restricted endpoints
+    with Triton(config=config, workspace=args.workspace, security_config=security) as triton:
         _bind_models(triton)
         triton.serve()
 

@@ -363,6 +363,80 @@ def test_errors_are_counted_not_hidden(capsys, url, tmp_path, monkeypatch):
     assert "10 x PyTritonClientInferenceServerError" in out
 
 
+# ------------------------------------------------------------------ PyTriton's access token
+
+# PyTriton's AddSub (tests/pytriton_app.py); its server restricts the statistics endpoint.
+PYTRITON_ADD_SUB = ["-m", "AddSub", "--shape", "INPUT_1:4", "--shape", "INPUT_2:4", "--request-count", "20"]
+REFUSED = r"the server at {url} refused its statistics endpoint \(HTTP 403: [^)]*'triton-access-token'\)"
+
+
+def _table_row(out: str) -> dict:
+    """The readable table's one row (concurrency 1), by column."""
+    lines = out.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("Concurrency ")).split()
+    (row,) = [line.split() for line in lines if re.match(r"^\s+1\s+[\d,.]+\s", line)]
+    return dict(zip(header, row))
+
+
+def test_without_the_access_token_perf_says_why_the_server_columns_are_empty(capsys, pytriton_server, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.delenv("TRITONFAST_ACCESS_TOKEN", raising=False)
+    url = pytriton_server.http_url
+    out_json, out_csv = tmp_path / "results.json", tmp_path / "results.csv"
+    status, out, err = perf(capsys, *PYTRITON_ADD_SUB, "-u", url, "--json", str(out_json), "-f", str(out_csv))
+    assert status == 0, err
+    reason = REFUSED.format(url=re.escape(url)) + (r": pass the server's access token with --access-token "
+                                                   r"\(or \$TRITONFAST_ACCESS_TOKEN\)")
+    assert len(re.findall(reason, err)) == 1, err  # said once, not per window
+    assert re.search(r"^Server-side columns empty \(-\): " + reason, out, re.MULTILINE), out
+    cells = _table_row(out)
+    assert [cells[name] for name in ("Queue", "In", "Infer", "Out")] == ["-"] * 4
+    document = read_json(out_json)
+    assert document["server_statistics"]["available"] is False
+    assert re.match(reason, document["server_statistics"]["reason"])
+    (result,) = document["results"]["tritonfast"]
+    assert result["requests"] == 20 and result["errors"] == 0 and result["server"] is None
+    assert document["settings"]["access_token"] is None
+    header, rows = read_csv(out_csv)  # perf_analyzer's columns, the server's at 0
+    assert header == PA_HEAD + PA_TAIL
+    assert [rows[0][header.index(name)] for name in PA_HEAD[4:]] == ["0"] * 4
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_with_the_access_token_the_server_columns_are_filled(capsys, pytriton_server, tmp_path, monkeypatch, how):
+    url, token = pytriton_server.http_url, pytriton_server.access_token
+    out_json = tmp_path / "results.json"
+    argv = [*PYTRITON_ADD_SUB, "-u", url, "--json", str(out_json)]
+    if how == "option":
+        monkeypatch.delenv("TRITONFAST_ACCESS_TOKEN", raising=False)
+        argv += ["--access-token", token, "--compare", "tritonclient"]  # both clients send it
+    else:
+        monkeypatch.setenv("TRITONFAST_ACCESS_TOKEN", token)
+    status, out, err = perf(capsys, *argv)
+    assert status == 0, err
+    assert "refused" not in err and "Server-side columns empty" not in out
+    assert "Access token: given" in out
+    if how == "environment":  # one client: one row
+        assert all(_table_row(out)[name] != "-" for name in ("Queue", "In", "Infer", "Out"))
+    document = read_json(out_json)
+    assert document["server_statistics"] == {"available": True, "reason": None}
+    for client, rows in document["results"].items():
+        (result,) = rows
+        assert result["server"]["counters"]["success"]["count"] == 20, client
+        assert result["server"]["compute_infer_us"] > 0
+    assert document["settings"]["access_token"] == "(given)"
+    assert token not in out_json.read_text()  # the token itself is never written out
+
+
+def test_a_wrong_access_token_is_named_as_the_cause(capsys, pytriton_server, monkeypatch):
+    monkeypatch.delenv("TRITONFAST_ACCESS_TOKEN", raising=False)
+    url = pytriton_server.http_url
+    status, out, err = perf(capsys, *PYTRITON_ADD_SUB, "-u", url, "--access-token", "not-the-token")
+    assert status == 0, err
+    reason = REFUSED.format(url=re.escape(url)) + r": the access token given \(--access-token"
+    assert len(re.findall(reason, err)) == 1 and re.search(reason, out)
+
+
 # ------------------------------------------------------------------ errors the user can fix
 
 
@@ -445,7 +519,8 @@ def test_python_m_help():
     assert completed.stdout.startswith("usage: python -m tritonfast.perf ")
     for option in ("--concurrency-range", "--request-rate-range", "--request-distribution", "--input-data",
                    "--shared-memory", "--stability-percentage", "--max-trials", "--request-count",
-                   "--measurement-interval", "--json", "--compare", "-f FILE.csv"):
+                   "--measurement-interval", "--json", "--compare", "-f FILE.csv", "--access-token",
+                   "TRITONFAST_ACCESS_TOKEN"):
         assert option in completed.stdout
 
 
@@ -456,7 +531,8 @@ def test_tritonfast_command(capsys):
         main(["perf", "--help"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("usage: tritonfast perf ")
-    assert main(["--help"]) == 0 and "perf" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert "perf" in (out := capsys.readouterr().out) and "example-server" in out
     assert main(["bench"]) == EXIT_USAGE and "unknown command 'bench'" in capsys.readouterr().err
     assert main([]) == EXIT_USAGE
 

@@ -2,12 +2,15 @@
 
     tritonfast perf -m MODEL [-u URL] [--shape NAME:d1,d2...] [--concurrency-range START:END:STEP]
                     [--request-rate-range START:END:STEP] [-p MS] [--input-data random|zero|FILE.json]
-                    [-b BATCH] [-f results.csv] [--json results.json] [--compare tritonclient] ...
+                    [-b BATCH] [-f results.csv] [--json results.json] [--compare tritonclient]
+                    [--access-token TOKEN] ...
 
 (also ``python -m tritonfast.perf ...``). Options are perf_analyzer's where it
 has them. Exit status: 0 done, 2 a problem the user can fix (one line on
 stderr: bad option, unknown model, missing --shape, unreachable server, failing
-first request), 130 Ctrl-C (after printing what was measured so far).
+first request), 130 Ctrl-C (after printing what was measured so far). A
+statistics endpoint the server refuses (PyTriton's, without --access-token) is
+not an error: the run goes on without the server-side columns and says why.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from tritonfast.perf.measure import (
     summarize,
 )
 from tritonfast.perf.report import MODES, print_errors, table, write_csv, write_json
-from tritonfast.perf.server import ModelInfo, Server
+from tritonfast.perf.server import ModelInfo, Server, StatisticsRefused
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -44,6 +47,7 @@ DEFAULT_MAX_THREADS = 16  # request-rate workers (each has one request in flight
 # Open-ended sweeps (--concurrency-range N:0 with --latency-threshold) stop here at the latest.
 MAX_CONCURRENCY = 1024
 REQUEST_TIMEOUT_S = 60.0  # each inference; ModelClient's default
+ACCESS_TOKEN_ENV = "TRITONFAST_ACCESS_TOKEN"  # --access-token's default (keeps the token out of `ps`)
 
 
 def _range(text: str, option: str, kind: type) -> Tuple[Any, Any, Any]:
@@ -96,6 +100,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="batch size (default 1)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME:D1,D2,...",
                    help="shape of an input with variable dims, without the batch dimension; repeatable")
+    p.add_argument("--access-token", default=os.environ.get(ACCESS_TOKEN_ENV) or None, metavar="TOKEN",
+                   help="the server's access token, sent as the triton-access-token header on every request "
+                        f"(default: ${ACCESS_TOKEN_ENV}). PyTriton servers (TritonSecurityConfig) refuse their "
+                        "statistics endpoint without it: perf then runs with the server-side columns empty "
+                        "and says so")
     load = p.add_argument_group("load")
     load.add_argument("--concurrency-range", metavar="START[:END[:STEP]]",
                       help="closed loop: N requests always in flight, N from START to END (default 1); "
@@ -227,6 +236,8 @@ def _settings_summary(args: argparse.Namespace, mode: str, levels: List[float], 
                      f"(at most {args.max_trials})")
     only = " (tritonfast only)" if len(clients) > 1 and args.shared_memory != "none" else ""
     lines.append(f"  Clients: {', '.join(clients)}; shared memory: {args.shared_memory}{only}")
+    if args.access_token:
+        lines.append("  Access token: given (triton-access-token header on every request)")
     return "\n".join(lines)
 
 
@@ -244,7 +255,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     _validate(args)
     mode, levels = _levels(args)
     shapes = dict(data_module.parse_shape_option(s) for s in args.shape)
-    session = _Session(args, mode, Server(args.url))
+    session = _Session(args, mode, Server(args.url, access_token=args.access_token))
     try:
         session.prepare(shapes, levels)
         session.sweep(levels)
@@ -255,7 +266,7 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         session.close()
     measured = sum(len(rows) for rows in session.results.values())
     if session.model is not None and measured:
-        _output(args, session.results, session.model, mode, session.interrupted)
+        _output(args, session.results, session.model, mode, session.interrupted, session.statistics_unavailable)
     if session.interrupted:
         sys.stderr.write(f"{prog}: interrupted; "
                          + (f"printed the {measured} result(s) measured so far\n" if measured
@@ -276,6 +287,8 @@ class _Session:
         self.clients: List[Any] = []
         self.results: Dict[str, List[LevelResult]] = {}
         self.interrupted = False
+        # Why the server-side columns are empty (the statistics endpoint failed when first read), or None.
+        self.statistics_unavailable: Optional[str] = None
         self._estimates: Dict[str, Tuple[int, int]] = {}  # client -> (send ns, recv ns)
         self._progress = _Progress(sys.stderr, args.verbose)
         self._current: Optional[Tuple[Any, LevelProfiler, float]] = None  # the level being measured
@@ -301,6 +314,7 @@ class _Session:
             raise PerfError(f"-b {args.batch_size} exceeds the max_batch_size {model.max_batch_size} "
                             f"of model {model.name!r}")
         data_module.check_shapes(model, shapes)
+        self._check_statistics(model)
         if args.input_data in ("random", "zero"):
             payloads = data_module.generated_payloads(model, shapes, args.batch_size, args.input_data == "zero",
                                                       args.string_length, args.string_data)
@@ -309,9 +323,10 @@ class _Session:
             for note in notes:
                 self._progress.line(f"note: {note}")
         url = self.server.display_url
-        self.clients.append(TritonfastClient(url, model, payloads, args.shared_memory, REQUEST_TIMEOUT_S))
+        token = args.access_token
+        self.clients.append(TritonfastClient(url, model, payloads, args.shared_memory, REQUEST_TIMEOUT_S, token))
         if args.compare == "tritonclient":
-            self.clients.append(TritonclientClient(url, model, payloads, REQUEST_TIMEOUT_S))
+            self.clients.append(TritonclientClient(url, model, payloads, REQUEST_TIMEOUT_S, token))
         self.results = {c.name: [] for c in self.clients}
         names = [c.name for c in self.clients]
         print(_settings_summary(args, self.mode, levels, model, payloads[0], url, names), flush=True)
@@ -333,6 +348,24 @@ class _Session:
                     warm.wait()
                 finally:
                     warm.stop()
+
+    def _check_statistics(self, model: ModelInfo) -> None:
+        """Reads the model's statistics once; when that fails, says why (once, on stderr) and
+        measures without them (the server-side columns stay empty)."""
+        try:
+            self.server.stats(model)
+            return
+        except StatisticsRefused as e:
+            if self.args.access_token:
+                hint = "the access token given (--access-token / $%s) is not the server's" % ACCESS_TOKEN_ENV
+            else:
+                hint = ("pass the server's access token with --access-token (or $%s); for PyTriton, "
+                        "Triton.get_access_token()" % ACCESS_TOKEN_ENV)
+            reason = f"{e.message}: {hint}"
+        except PerfError as e:
+            reason = e.message
+        self.statistics_unavailable = reason
+        self._progress.line(f"note: no server-side statistics: {reason}")
 
     def sweep(self, levels: List[float]) -> None:
         """Each level, through each client in turn; stops early past --latency-threshold or
@@ -369,7 +402,8 @@ class _Session:
 
         settings = Settings(args.measurement_interval, args.stability_percentage / 100.0, args.max_trials,
                             args.percentile, args.request_count)
-        profiler = LevelProfiler(load, settings, settle, lambda: self.server.stats(model), on_window)
+        stats = None if self.statistics_unavailable else (lambda: self.server.stats(model))
+        profiler = LevelProfiler(load, settings, settle, stats, on_window)
         self._current = (client, profiler, level)
         profiler.run()
         self._current = None
@@ -399,8 +433,8 @@ class _Session:
 
 
 def _output(args: argparse.Namespace, results: Dict[str, List[LevelResult]], model: Any, mode: str,
-            interrupted: bool) -> None:
-    sys.stdout.write("\n" + table(results, model.response_cache))
+            interrupted: bool, statistics_unavailable: Optional[str] = None) -> None:
+    sys.stdout.write("\n" + table(results, model.response_cache, statistics_unavailable))
     print_errors(results)
     sys.stdout.flush()
     main_rows = results.get("tritonfast") or []
@@ -411,9 +445,10 @@ def _output(args: argparse.Namespace, results: Dict[str, List[LevelResult]], mod
             write_csv(_sibling(args.csv, client), rows, model.response_cache, args.verbose_csv, args.percentile)
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("csv", "json", "verbose")}
+        settings["access_token"] = "(given)" if args.access_token else None  # never the token itself
         settings.update(mode=mode, model_max_batch_size=model.max_batch_size,
                         response_cache=model.response_cache, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        write_json(args.json, settings, results, interrupted)
+        write_json(args.json, settings, results, interrupted, statistics_unavailable)
 
 
 def _sibling(path: str, client: str) -> str:
@@ -423,14 +458,22 @@ def _sibling(path: str, client: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``tritonfast`` command: ``tritonfast perf ...``."""
+    """The ``tritonfast`` command: ``tritonfast perf ...``, ``tritonfast example-server ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: tritonfast perf -m MODEL [options]   (tritonfast perf --help for the options)\n"
+    usage = ("usage: tritonfast perf -m MODEL [options]   (tritonfast perf --help for the options)\n"
+             "       tritonfast example-server [options]  (tritonfast example-server --help)\n")
     if argv and argv[0] == "perf":
         return perf_main(argv[1:], "tritonfast perf")
+    if argv and argv[0] == "example-server":
+        from tritonfast import _example_server  # only this command needs it (and nvidia-pytriton)
+
+        return _example_server.main(argv[1:], "tritonfast example-server")
     if argv and argv[0] in ("-h", "--help"):
-        sys.stdout.write(usage + "\ncommands:\n  perf    measure a model's throughput and latency "
-                         "(perf_analyzer's options and CSV)\n")
+        sys.stdout.write(usage + "\ncommands:\n"
+                         "  perf            measure a model's throughput and latency (perf_analyzer's options "
+                         "and CSV)\n"
+                         "  example-server  run a local Triton server (nvidia-pytriton's, on CPU) with the "
+                         "README's example models\n")
         return 0
     sys.stderr.write(usage + (f"tritonfast: error: unknown command {argv[0]!r}\n" if argv else
                               "tritonfast: error: a command is required\n"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from tritonfast.client import ModelClient
 from tritonfast.exceptions import PyTritonClientError
 from tritonfast.perf.data import Payload
 from tritonfast.perf.errors import PerfError
-from tritonfast.perf.server import ModelInfo
+from tritonfast.perf.server import ACCESS_TOKEN_HEADER, ModelInfo
 from tritonfast.utils import serialize_byte_tensor
 
 # Bound on waiting for the model when a client starts (the server was just
@@ -93,8 +93,10 @@ class TritonfastClient:
     name = "tritonfast"
 
     def __init__(self, url: str, model: ModelInfo, payloads: List[Payload], shared_memory: str = "none",
-                 timeout_s: float = 60.0):
+                 timeout_s: float = 60.0, access_token: Optional[str] = None):
         kwargs: Dict[str, Any] = {}
+        if access_token:
+            kwargs["access_token"] = access_token  # sent as triton-access-token on every request
         if "shared_memory" in inspect.signature(ModelClient).parameters:
             kwargs["shared_memory"] = None if shared_memory == "none" else shared_memory
         elif shared_memory != "none":
@@ -162,7 +164,8 @@ class TritonclientClient:
 
     name = "tritonclient"
 
-    def __init__(self, url: str, model: ModelInfo, payloads: List[Payload], timeout_s: float = 60.0):
+    def __init__(self, url: str, model: ModelInfo, payloads: List[Payload], timeout_s: float = 60.0,
+                 access_token: Optional[str] = None):
         try:
             import tritonclient.http as httpclient
         except ImportError as e:
@@ -179,6 +182,7 @@ class TritonclientClient:
         datatypes = {t.name: t.datatype for t in model.inputs}
         self.requests = [[(name, datatypes[name], array) for name, array in p.items()] for p in payloads]
         self._output_names = [t.name for t in model.outputs]
+        self._headers = {ACCESS_TOKEN_HEADER: access_token} if access_token else None
         self._clients: List[Any] = []
 
     def _new_client(self) -> Any:
@@ -203,9 +207,11 @@ class TritonclientClient:
         model_name, version = self._model.name, self._model.version or ""
         names = self._output_names
         make_inputs = self._inputs
+        headers = self._headers
 
         def call(request: List[Tuple[str, str, np.ndarray]]) -> Dict[str, np.ndarray]:
-            result = client.infer(model_name, make_inputs(request), model_version=version, outputs=outputs)
+            result = client.infer(model_name, make_inputs(request), model_version=version, outputs=outputs,
+                                  headers=headers)
             return {name: result.as_numpy(name) for name in names}
 
         return call

@@ -137,7 +137,7 @@ def result_json(result: LevelResult) -> Dict[str, Any]:
 
 
 def write_json(path: str, settings: Dict[str, Any], results: Dict[str, List[LevelResult]],
-               interrupted: bool) -> None:
+               interrupted: bool, statistics_unavailable: Optional[str] = None) -> None:
     from tritonfast import __version__
 
     document = {
@@ -146,6 +146,8 @@ def write_json(path: str, settings: Dict[str, Any], results: Dict[str, List[Leve
         "python": platform.python_version(),
         "settings": settings,
         "interrupted": interrupted,
+        # Whether the server-side figures ("server" of each result) could be read, and if not, why.
+        "server_statistics": {"available": statistics_unavailable is None, "reason": statistics_unavailable},
         "notes": {
             "latency": "client-side, from before the client call to after it returns, in microseconds",
             "client_send_us / client_recv_us": "CPU time to build one request / parse one response of this "
@@ -167,8 +169,10 @@ def _num(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table(results: Dict[str, List[LevelResult]], response_cache: bool) -> str:
-    """Rows per level (and per client with --compare), latencies in usec."""
+def table(results: Dict[str, List[LevelResult]], response_cache: bool,
+          statistics_unavailable: Optional[str] = None) -> str:
+    """Rows per level (and per client with --compare), latencies in usec; ``statistics_unavailable``:
+    why the server-side columns are empty."""
     clients = list(results)
     first = next((rows[0] for rows in results.values() if rows), None)
     if first is None:
@@ -218,6 +222,8 @@ def table(results: Dict[str, List[LevelResult]], response_cache: bool) -> str:
                  "request build / response parse CPU time (estimated separately); Net+Srv: network and server "
                  "time not accounted below; Queue, In, Infer, Out" + (", Hit, Miss" if response_cache else "")
                  + ": Triton's statistics; CPU/req: this process's CPU time per request.")
+    if statistics_unavailable:
+        lines.append(f"Server-side columns empty (-): {statistics_unavailable}.")
     if ratios:
         lines.append("tritonfast / tritonclient:")
         lines += ratios

@@ -4,6 +4,9 @@ configuration, and its statistics (``GET /v2/models/<m>[/versions/<v>]/stats``).
 These go through tritonfast's own transport (``request(method, target, headers,
 body, timeout_s, idempotent) -> (status, body)``), on connections separate from
 the load's, and fail fast: the tool does not wait for a server that is not there.
+Each carries the ``triton-access-token`` header when the tool has a token:
+PyTriton servers (``TritonSecurityConfig``) refuse their statistics endpoint
+without it, which :class:`StatisticsRefused` reports.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from tritonfast.perf.errors import PerfError
 MANAGEMENT_TIMEOUT_S = 10.0
 # How many of the server's model names an "unknown model" error lists.
 KNOWN_MODELS_SHOWN = 12
+
+ACCESS_TOKEN_HEADER = "triton-access-token"  # Triton's --http-restricted-api header, as PyTriton sets it
 
 # Triton's per-model statistics kept for each window, as "<name>" -> (count, ns).
 STAT_NAMES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
@@ -110,15 +115,31 @@ def _error_message(body: bytes) -> str:
         return body.decode("utf-8", "replace").strip() or "(empty response)"
 
 
+class StatisticsRefused(PerfError):
+    """The server refused its statistics endpoint (HTTP 401 / 403: restricted, as PyTriton's are)."""
+
+    def __init__(self, message: str, status: int, reason: str):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason  # the server's own words
+
+
+def _is_refusal(status: int, message: str) -> bool:
+    # Triton answers a restricted API without the header with 403 "This API is
+    # restricted, expecting header 'triton-access-token'"; proxies in front use 401.
+    return status in (401, 403) or "restricted" in message.lower()
+
+
 class Server:
     """Management requests to one Triton server."""
 
-    def __init__(self, url: str, ssl_context: Any = None):
+    def __init__(self, url: str, ssl_context: Any = None, access_token: Optional[str] = None):
         try:
             self.url = TritonUrl.from_url(url)
         except PyTritonClientInvalidUrlError as e:
             raise PerfError(str(e)) from None
         self.display_url = self.url.with_scheme
+        self._headers: List[Tuple[str, str]] = [(ACCESS_TOKEN_HEADER, access_token)] if access_token else []
         self._transport = create_transport(self.url, ssl_context)
 
     def close(self) -> None:
@@ -126,7 +147,7 @@ class Server:
 
     def get(self, target: str, method: str = "GET") -> Tuple[int, bytes]:
         try:
-            return self._transport.request(method, target, [], None, MANAGEMENT_TIMEOUT_S, True)
+            return self._transport.request(method, target, self._headers, None, MANAGEMENT_TIMEOUT_S, True)
         except PyTritonClientError as e:
             raise PerfError(f"cannot reach the Triton server at {self.display_url}: {e}") from None
 
@@ -185,8 +206,12 @@ class Server:
         target = _core.model_target(model.name, model.version or "", "/stats")
         status, body = self.get(target)
         if status != 200:
+            message = _error_message(body)
+            if _is_refusal(status, message):
+                raise StatisticsRefused(f"the server at {self.display_url} refused its statistics endpoint "
+                                        f"(HTTP {status}: {message})", status, message)
             raise PerfError(f"fetching statistics of model {model.name!r} from {self.display_url} failed "
-                            f"with HTTP {status}: {_error_message(body)}")
+                            f"with HTTP {status}: {message}")
         total = ServerStats()
         for entry in json.loads(body).get("model_stats", []):
             if entry.get("name") != model.name:
