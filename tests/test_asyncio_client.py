@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from typing import Any, Awaitable, Callable, Coroutine, List, TypeVar
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 
 import tritonfast
 import tritonfast._pipeline
-from tests.test_client import AWKWARD_BYTES, tls_ca, tls_relay, trusting_context, wrong_ca_context  # noqa: F401
+from tests.test_client import AWKWARD_BYTES, _assert_view_of_receive_buffer, tls_ca, tls_relay, trusting_context, wrong_ca_context  # noqa: F401
 from tests.test_faults import (
     CLOSE_REPORTED_WITHIN_S,
     CLOSE_TIMEOUT_S,
@@ -124,7 +125,7 @@ def test_infer_batch_and_sample_fp32(run, url):
             big = np.arange(4 << 20, dtype=np.uint32).view(np.float32).reshape(1, 4 << 20)  # 16 MiB
             out = (await client.infer_batch(big))["OUTPUT0"]
             assert np.array_equal(out.view(np.uint32), big.view(np.uint32))
-            assert not out.flags.owndata  # a view over the receive buffer
+            _assert_view_of_receive_buffer(out)  # received into the parser's body buffer
 
     run(main)
 
@@ -401,7 +402,7 @@ def test_second_loop_gets_a_clear_error_then_takes_over_once_the_first_is_closed
 
 
 def test_many_concurrent_requests_bounded_connections(run, url):
-    count, max_connections = 2000, 16
+    count, max_connections = 10_000, 16
 
     async def main() -> None:
         fds_before = _open_fds()
@@ -492,6 +493,51 @@ def test_cancelled_wait_for_closes_the_connection(run, url):
             assert [r["OUTPUT0"][0] for r in results] == [np.float32(0.02), np.float32(0.04)]
 
     run(main)
+
+
+def test_close_lets_in_flight_requests_finish_and_closes_their_connections(run, url):
+    async def main() -> None:
+        client = AsyncioModelClient(url, "slow")
+        await client.model_config
+        task = asyncio.ensure_future(client.infer_sample(np.array([0.3], np.float32)))
+        await asyncio.sleep(0.1)
+        await client.close()
+        assert (await task)["OUTPUT0"][0] == np.float32(0.3)
+        await asyncio.sleep(0.05)
+        assert client._transport.open_connections == 0
+        with pytest.raises(PyTritonClientClosedError):
+            await client.infer_sample(np.array([0.0], np.float32))
+
+    run(main)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_uses_connections_of_its_own(url, loop_factory):
+    client = AsyncioModelClient(url, "identity_fp32")
+    data = np.arange(4, dtype=np.float32).reshape(2, 2)
+    loop = loop_factory()
+    try:
+        loop.run_until_complete(client.infer_batch(data))
+        assert client._transport.open_connections == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads running
+            pid = os.fork()
+        if pid == 0:  # the child: a loop of its own, a fresh pool
+            status = 1
+            try:
+                child_loop = loop_factory()
+                out = child_loop.run_until_complete(client.infer_batch(data + 1))["OUTPUT0"]
+                status = 0 if np.array_equal(out, data + 1) else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        out = loop.run_until_complete(client.infer_batch(data))["OUTPUT0"]  # the parent's pool still works
+        np.testing.assert_array_equal(out, data)
+        assert client._transport.open_connections == 1
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
 
 
 # =============================================================================
@@ -600,6 +646,20 @@ def test_init_timeout_against_a_stalling_server(run) -> None:
                 assert server.url in str(excinfo.value)
                 assert init_timeout_s - 0.01 <= elapsed <= within(init_timeout_s), elapsed
                 assert server.seen("POST") == 0
+
+    run(main)
+
+
+def test_wait_for_model_timeout_against_a_stalling_server(run) -> None:
+    timeout_s = 0.8
+
+    async def main() -> None:
+        with FaultServer(default=stall) as server:
+            async with AsyncioModelClient(server.url, "m", inference_timeout_s=0.3) as client:
+                start = time.monotonic()
+                with pytest.raises(PyTritonClientTimeoutError, match=re.escape(server.url)):
+                    await client.wait_for_model(timeout_s)
+                assert timeout_s - 0.01 <= _elapsed_since(start) <= within(timeout_s)
 
     run(main)
 

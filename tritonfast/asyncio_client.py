@@ -250,7 +250,8 @@ class AsyncioModelClient:
                              headers: Optional[dict]) -> Dict[str, np.ndarray]:
         self._check_open()
         _pipeline.check_call(inputs, named_inputs, parameters, headers)
-        config = await self._ensure_ready()
+        config = self._model_config if self._model_ready else await self._ensure_ready()
+        assert config is not None
         batching = config.max_batch_size > 0
         if sample:
             if batching:

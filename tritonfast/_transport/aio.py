@@ -366,22 +366,36 @@ class AioTransport:
                         idempotent: bool, finish: Callable[[Any], Any]) -> Any:
         """``finish(parser)`` of the response; what it raises (a response that does not
         answer the request) closes the connection instead of pooling it."""
-        loop = self.bind()
+        loop = self._loop
+        if loop is None or loop is not asyncio.get_running_loop():
+            loop = self.bind()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        await self._acquire(loop, deadline, timeout_s)
+        if self._free > 0:  # a free slot, nobody waiting for one (see _release)
+            self._free -= 1
+        else:
+            await self._acquire(loop, deadline, timeout_s)
+        keep = prepared if prepared is not None else segments
         try:
             conn = self._take_idle()
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(loop, deadline, timeout_s)
             try:
-                parser = await self._send(conn, head, segments, prepared, deadline, timeout_s)
+                try:
+                    parser = await conn.exchange(head, segments, keep, deadline, timeout_s)
+                except BaseException:
+                    conn.abort()  # cancelled or failed: the connection never carries another request
+                    raise
             except PyTritonClientConnectionError:
                 if not (reused and idempotent and conn.received == 0):
                     raise
                 # A reused keep-alive connection the server had closed: once more on a fresh one.
                 conn = await self._connect(loop, deadline, timeout_s)
-                parser = await self._send(conn, head, segments, prepared, deadline, timeout_s)
+                try:
+                    parser = await conn.exchange(head, segments, keep, deadline, timeout_s)
+                except BaseException:
+                    conn.abort()
+                    raise
             keep = conn.reusable and parser.keep_alive
             try:
                 result = finish(parser)
@@ -396,15 +410,6 @@ class AioTransport:
             return result
         finally:
             self._release()
-
-    async def _send(self, conn: _Connection, head: bytes, segments: List[Any], prepared: Any,
-                    deadline: Optional[float], timeout_s: Optional[float]) -> Any:
-        waiter = conn.exchange(head, segments, prepared if prepared is not None else segments, deadline, timeout_s)
-        try:
-            return await waiter
-        except BaseException:
-            conn.abort()  # cancelled or failed: the connection never carries another request
-            raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: Optional[float],
                        timeout_s: Optional[float]) -> _Connection:
@@ -449,10 +454,7 @@ class AioTransport:
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: Optional[float],
                        timeout_s: Optional[float]) -> None:
-        """A connection slot; FIFO behind the requests already waiting for one."""
-        if self._free > 0:
-            self._free -= 1
-            return
+        """Waits for a connection slot (none is free), FIFO behind the requests already waiting."""
         waiter: "asyncio.Future[None]" = loop.create_future()
         self._waiters.append(waiter)
         timer = None
