@@ -246,6 +246,8 @@ def test_argument_errors(run, url):
                 await client.infer_batch(np.zeros((1, 1), np.float32), INPUT0=np.zeros((1, 1), np.float32))
             with pytest.raises(PyTritonClientValueError, match="Parameter/header value"):
                 await client.infer_batch(np.zeros((1, 1), np.float32), parameters={"x": 1.5})
+            with pytest.raises(PyTritonClientValueError, match="Input INPUT0 is not a numpy array. Got <class 'list'>"):
+                await client.infer_batch([[1.0]])
         async with AsyncioModelClient(url, "nobatch") as client:
             with pytest.raises(PyTritonClientModelDoesntSupportBatchingError, match="infer_sample"):
                 await client.infer_batch(np.zeros((1, 2), np.float32))
@@ -558,8 +560,6 @@ async def _works(client: AsyncioModelClient) -> None:
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault(run, fault: str) -> None:
     behaviour, expected, pattern, is_stall = FAULTS[fault]
-    if fault == "stall-after-accept":
-        pattern = r"no response from {a} within 0\.300 s"
     timeout_s = STALL_TIMEOUT_S if is_stall else CLOSE_TIMEOUT_S
 
     async def main() -> None:
@@ -625,9 +625,11 @@ def test_timeout_covers_the_wait_for_a_free_connection(run) -> None:
                                                return_exceptions=True)
                 elapsed = _elapsed_since(start)
                 assert all(type(r) is PyTritonClientTimeoutError for r in results), results
-                assert "no connection to" in str(results[2]), results
+                # The others waited for the slot (one of them may get the first one's
+                # slot at its deadline, too late to connect).
+                assert any("no connection to" in str(r) for r in results[1:]), results
                 assert elapsed <= within(STALL_TIMEOUT_S), elapsed
-                assert server.connections == 1
+                assert server.connections <= 2
 
     run(main)
 

@@ -270,6 +270,9 @@ class AsyncioModelClient:
                      headers: Optional[dict]) -> Dict[str, np.ndarray]:
         """One inference request."""
         self._check_open()
+        for name, x in inputs.items():
+            if not isinstance(x, np.ndarray):  # PyTriton's asyncio check (its sync client has none)
+                raise PyTritonClientValueError(f"Input {name} is not a numpy array. Got {type(x)} instead.")
         _pipeline.check_not_decoupled(self._model_config)
         header_list = _pipeline.request_headers(self._auth_headers, self._auth_header_list, headers)
         request_id = self._request_ids.next()
