@@ -13,33 +13,6 @@ namespace bindings TRITONFAST_BINDINGS_HIDDEN {
 
 namespace {
 
-py::object json_to_python(const json::Value& value) {
-  switch (value.type()) {
-    case json::Value::Type::kNull:
-      return py::none();
-    case json::Value::Type::kBool:
-      return py::bool_(value.as_bool());
-    case json::Value::Type::kNumber:
-      if (value.is_integer()) return py::int_(value.as_int());
-      return py::float_(value.as_double());
-    case json::Value::Type::kString:
-      return py::str(value.as_string());
-    case json::Value::Type::kArray: {
-      py::list out;
-      for (const auto& item : value.as_array()) out.append(json_to_python(item));
-      return out;
-    }
-    case json::Value::Type::kObject: {
-      py::dict out;
-      for (const auto& member : value.as_object()) out[py::str(member.first)] = json_to_python(member.second);
-      return out;
-    }
-    case json::Value::Type::kRaw:
-      break;  // only outputs' "data" arrays are kept raw
-  }
-  return py::none();
-}
-
 std::uint64_t element_count(const OutputTensor& output) {
   std::uint64_t count = 1;
   for (auto d : output.shape) count *= static_cast<std::uint64_t>(d);

@@ -1,4 +1,4 @@
-// Typed errors thrown by the core. bindings.cpp maps each to one Python class of
+// Typed errors thrown by the core. csrc/bindings/ maps each to one Python class of
 // tritonfast.exceptions, once, at the edge; nothing here knows about Python.
 #pragma once
 
