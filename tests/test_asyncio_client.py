@@ -8,6 +8,7 @@ Every test runs on asyncio's default loop and on uvloop (the ``run`` fixture).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import threading
@@ -232,6 +233,55 @@ def test_from_existing_client(run, url):
     run(main)
 
 
+def test_load_and_unload_a_new_model(run, url, triton_server, loop_factory):
+    """Loads a model the repository does not have (config + files), infers, unloads it."""
+    name = f"tf_aio_loaded_{loop_factory.__module__.split('.')[0]}"
+    model_py = (triton_server.model_repository / "identity_fp32" / "1" / "model.py").read_bytes()
+    config = json.dumps({
+        "name": name, "backend": "python", "max_batch_size": 4,
+        "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+        "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+        "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
+    })  # fmt: skip
+
+    async def main() -> None:
+        async with AsyncioModelClient(url, name, init_timeout_s=10.0) as client:
+            try:
+                await client.load_model(config=config, files={"1/model.py": model_py})
+            except PyTritonClientInferenceServerError as e:
+                if "not allowed" in e.message:  # the server runs with --model-control-mode=none
+                    pytest.skip(f"server does not allow loading models: {e.message}")
+                raise
+            assert (await client.model_config).max_batch_size == 4
+            data = np.arange(8, dtype=np.float32).reshape(4, 2)
+            np.testing.assert_array_equal((await client.infer_batch(data))["OUTPUT0"], data)
+            await client.unload_model()
+            deadline = time.monotonic() + 15.0
+            while True:
+                try:
+                    await client.infer_batch(data)
+                except PyTritonClientModelUnavailableError as e:
+                    assert name in e.message
+                    break
+                assert time.monotonic() < deadline, f"{name} still served 15 s after unload_model()"
+                await asyncio.sleep(0.1)
+            # The server is not ready while the model unloads: wait, for the next tests' sake.
+            await client.wait_for_server(15.0)
+
+    run(main)
+
+
+def test_load_model_error_carries_server_text(run, url):
+    async def main() -> None:
+        async with AsyncioModelClient(url, "tf_aio_no_such_load") as client:
+            with pytest.raises(PyTritonClientInferenceServerError, match="tf_aio_no_such_load") as excinfo:
+                await client.load_model()
+            message = excinfo.value.message
+            assert "failed to load 'tf_aio_no_such_load'" in message or "not allowed" in message, message
+
+    run(main)
+
+
 # =============================================================================
 # Errors
 # =============================================================================
@@ -281,12 +331,12 @@ def test_model_error_pools_the_connection(run, url):
 def test_unknown_model_fails_fast(run, url):
     async def main() -> None:
         grace = tritonfast._pipeline.UNKNOWN_MODEL_GRACE_S
-        async with AsyncioModelClient(url, "tf_no_such_model", init_timeout_s=30.0) as client:
+        async with AsyncioModelClient(url, "tf_aio_no_such_model", init_timeout_s=30.0) as client:
             start = time.monotonic()
-            with pytest.raises(PyTritonClientModelUnavailableError, match="tf_no_such_model"):
+            with pytest.raises(PyTritonClientModelUnavailableError, match="tf_aio_no_such_model"):
                 await client.infer_batch(np.zeros((1, 2), np.float32))
             assert _elapsed_since(start) < grace + 1.5
-        async with AsyncioModelClient(url, "tf_no_such_model", init_timeout_s=30.0) as client:
+        async with AsyncioModelClient(url, "tf_aio_no_such_model", init_timeout_s=30.0) as client:
             with pytest.raises(PyTritonClientModelUnavailableError):
                 await client.model_config
 

@@ -14,7 +14,8 @@ PyTriton's behaviour (``pytriton.client.AsyncioModelClient``) with its bugs fixe
 * an unknown model fails fast with ``PyTritonClientModelUnavailableError``;
 * batches larger than ``max_batch_size`` are split and their chunks sent concurrently;
 * ``from_existing_client`` works (PyTriton's raises ``TypeError``), and
-  ``access_token`` is accepted;
+  ``access_token`` is accepted; ``wait_for_server``, ``load_model`` and
+  ``unload_model`` are there as on ``ModelClient``;
 * readiness polls back off from 50 ms (PyTriton waits 10% of ``init_timeout_s``).
 
 Loop rules: a client may be created outside any running loop; it binds to the
@@ -198,6 +199,17 @@ class AsyncioModelClient:
         self._check_open()
         await self._run(_pipeline.wait_for_model(self._model, time.monotonic() + timeout_s))
 
+    async def load_model(self, config: Optional[str] = None, files: Optional[dict] = None) -> None:
+        """Asks the server to load the model (repository API), optionally with a config
+        JSON string and ``{"<version>/<file name>": bytes}`` files (as ``ModelClient``'s)."""
+        self._check_open()
+        await self._repository("load", _pipeline.load_payload(config, files))
+
+    async def unload_model(self) -> None:
+        """Asks the server to unload the model (repository API)."""
+        self._check_open()
+        await self._repository("unload", {"parameters": {"unload_dependents": False}})
+
     async def infer_sample(self, *inputs: np.ndarray, parameters: Optional[Dict[str, ParamValue]] = None,
                            headers: Optional[Dict[str, ParamValue]] = None,
                            **named_inputs: np.ndarray) -> Dict[str, np.ndarray]:
@@ -245,6 +257,10 @@ class AsyncioModelClient:
         timeout = max(0.0, min(self._inference_timeout_s, step.deadline - time.monotonic()))
         return await self._transport.request(step.method, step.target, self._auth_header_list, step.body,
                                              timeout, step.idempotent)
+
+    async def _repository(self, action: str, payload: dict) -> None:
+        deadline = time.monotonic() + self._inference_timeout_s
+        await self._run(_pipeline.repository(self._model, action, payload, deadline))
 
     async def _infer_general(self, sample: bool, inputs: tuple, named_inputs: dict, parameters: Optional[dict],
                              headers: Optional[dict]) -> Dict[str, np.ndarray]:
