@@ -396,17 +396,17 @@ class AioTransport:
                 except BaseException:
                     conn.abort()
                     raise
-            keep = conn.reusable and parser.keep_alive
+            reusable = conn.reusable and parser.keep_alive
             try:
                 result = finish(parser)
             except _ServerError:
                 # The server's error answer: the connection is as good as after a success.
-                self._checkin(conn, keep)
+                self._checkin(conn, reusable)
                 raise
             except BaseException:
                 conn.abort()
                 raise
-            self._checkin(conn, keep)
+            self._checkin(conn, reusable)
             return result
         finally:
             self._release()
