@@ -150,6 +150,9 @@ def test_example_server_serves_the_readme_examples_and_stops_cleanly(command):
     # The README's first example, verbatim but for the port.
     first = _readme_block('"AddSub"').replace("localhost:8000", f"localhost:{port}")
     assert _run_snippet(first).split() == ["[[2.]", "[2.]]", "[[0.]", "[0.]]"]
+    # The README's asyncio example, verbatim but for the port.
+    aio = _readme_block("AsyncioModelClient").replace("localhost:8000", f"localhost:{port}")
+    assert _run_snippet(aio).split() == ["[[100.]", "[100.]]"]
     # The README's BYTES snippet, and the same awkward elements through identity_bytes.
     _run_snippet(_readme_block("serialize_byte_tensor"))
     awkward = np.array([[b"a\x00b", b"", "é".encode()]], dtype=object)
