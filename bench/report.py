@@ -3,6 +3,7 @@
     python bench/report.py bench/results.json        # bench_codec.py
     python bench/report.py .benchmarks/http.json     # bench_http.py
     python bench/report.py .benchmarks/shm.json      # bench_shm.py
+    python bench/report.py .benchmarks/aio.json      # bench_asyncio.py
 
 bench_codec.py: one row per group and tritonfast variant: tritonclient's mean,
 tritonfast's mean, and the speed-up (tritonclient mean / tritonfast mean).
@@ -17,6 +18,11 @@ payload. A JSON file holding both kinds prints both.
 bench_e2e.py (``kind`` "e2e"): one table per payload, one row per in-flight
 level and client: client CPU per request, throughput, p50/p99 latency, minor
 faults, and CPU and throughput against tritonfast's plain HTTP row.
+
+bench_asyncio.py (``kind`` "aio"): one table per group (payload, in flight),
+one row per client and loop: client CPU (mean and median round), wall time and
+minor faults per request, and CPU against tritonfast's AsyncioModelClient on
+asyncio's loop; then issue 11's targets, each measured and met or not.
 
 bench_parse.py (``kind`` "parse"): build / parse mean and median per client
 and each client's mean over tritonfast's.
@@ -224,6 +230,102 @@ def build_e2e_tables(data: dict) -> str:
     return "\n\n".join(sections)
 
 
+AIO_LABELS = {
+    "tritonfast-aio": "tritonfast AsyncioModelClient, asyncio loop",
+    "tritonfast-aio-uvloop": "tritonfast AsyncioModelClient, uvloop",
+    "tritonfast-sync": "tritonfast ModelClient (sync, no loop)",
+    "tritonclient-http-aio": "tritonclient.http.aio",
+    "tritonclient-grpc-aio": "tritonclient.grpc.aio",
+    "pytriton-aio": "PyTriton AsyncioModelClient",
+    "floor": "floor: bare asyncio Protocol, asyncio loop",
+    "floor-uvloop": "floor: bare asyncio Protocol, uvloop",
+}
+AIO_BASE = "tritonfast-aio"
+# Issue 11's targets: (payload, in flight, peer, at most tritonfast CPU / peer CPU).
+# The floor is compared on the same loop as tritonfast's row (see _aio_peer).
+AIO_TARGETS = (
+    ("1x16 FP32", 64, "tritonclient-http-aio", 1 / 5),
+    ("1x16 FP32", 64, "pytriton-aio", 1 / 5),
+    ("1x16 FP32", 64, "tritonclient-grpc-aio", 1 / 3),
+    ("1x16 FP32", 64, "floor", 2.0),
+    ("1x16 FP32", 1, "tritonfast-sync", 1.5),
+    ("16 MiB FP32", 1, "tritonclient-http-aio", 1 / 4),
+)
+
+
+def _aio_peer(peer: str, impl: str) -> str:
+    return f"{peer}-uvloop" if peer == "floor" and impl.endswith("-uvloop") else peer
+
+
+def _bound(limit: float) -> str:
+    return f"{limit:g}x" if limit >= 1 else f"1/{1 / limit:.0f}"
+
+
+def build_aio_tables(data: dict) -> str:
+    """Per (payload, in flight): CPU, wall, faults per request, CPU / tritonfast's asyncio row; then the targets."""
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    cells: dict[tuple[str, int], dict[str, dict]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        if _kind(bench) == "aio":
+            info = bench["extra_info"]
+            groups[bench["group"]][info["impl"]] = info
+            cells[info["payload"], info["in_flight"]][info["impl"]] = info
+    if not groups:
+        return ""
+    order = list(AIO_LABELS)
+    sections = []
+    for group, rows in groups.items():  # run order
+        model = next(iter(rows.values()))["model"]
+        base = rows.get(AIO_BASE, {})
+        lines = [
+            f"**{group}** (`{model}`)",
+            "",
+            "| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
+            "| CPU vs tritonfast asyncio | median CPU vs tritonfast asyncio |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for impl in sorted(rows, key=lambda i: (order.index(i) if i in order else len(order), i)):
+            info = rows[impl]
+            cpu, median = info["cpu_us_per_request"], info["cpu_us_per_request_median"]
+            lines.append(
+                f"| {AIO_LABELS.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} | {info['wall_us_per_request']:,.1f} "
+                f"| {info['minflt_per_request']:,.1f} | {_ratio(cpu, base.get('cpu_us_per_request'))} "
+                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} |"
+            )
+        requests = sorted({info["requests"] for info in rows.values()})
+        lines.append(f"\n{'/'.join(f'{r:,}' for r in requests)} timed requests per client.")
+        sections.append("\n".join(lines))
+
+    lines = [
+        "**Issue 11 targets** (tritonfast's CPU per request over the peer's: mean, and median round)",
+        "",
+        "| payload, in flight | tritonfast | peer | at most | measured (median) | met |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for payload, in_flight, peer, limit in AIO_TARGETS:
+        rows = cells.get((payload, in_flight), {})
+        for impl in ("tritonfast-aio", "tritonfast-aio-uvloop"):
+            other = _aio_peer(peer, impl)
+            if impl not in rows or other not in rows:
+                continue
+            mine, theirs = rows[impl], rows[other]
+            ratio = mine["cpu_us_per_request"] / theirs["cpu_us_per_request"]
+            median = mine["cpu_us_per_request_median"] / theirs["cpu_us_per_request_median"]
+            lines.append(
+                f"| {payload}, {in_flight} | {AIO_LABELS[impl].split(', ')[-1]} | {AIO_LABELS.get(other, other)} "
+                f"| {_bound(limit)} ({limit:.3f}) | {ratio:.3f} ({median:.3f}) | {'yes' if ratio <= limit else '**no**'} |"
+            )
+    sections.append("\n".join(lines))
+    sections.append(
+        "CPU: `time.process_time` of the client process (all its threads), the benchmarks' timer; "
+        "mean over all timed requests, and the median round / requests per round. "
+        "Wall: elapsed time / requests (with requests in flight at once, the inverse of throughput). "
+        "Minor faults: `getrusage(RUSAGE_SELF).ru_minflt`. Peers run on the asyncio loop; "
+        "tritonfast's uvloop row is compared with them and with the uvloop floor."
+    )
+    return "\n\n".join(sections)
+
+
 def build_parse_table(data: dict) -> str:
     """Build / parse without a server: mean (median) per client, ratio to tritonfast's mean."""
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -253,7 +355,8 @@ def build_report(data: dict) -> str:
     codec = any(not _kind(bench) for bench in data["benchmarks"])
     if codec:
         sections.append(build_table(data))  # ends with the footer
-    parts = (build_http_tables(data), build_memory_table(data), build_e2e_tables(data), build_parse_table(data))
+    parts = (build_http_tables(data), build_memory_table(data), build_e2e_tables(data), build_aio_tables(data),
+             build_parse_table(data))
     sections.extend(s for s in parts if s)
     if not codec:
         sections.append(_footer(data).strip())
