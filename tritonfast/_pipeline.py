@@ -1,17 +1,16 @@
 """The request pipeline every front end shares: pure steps, no I/O.
 
-A front end (``ModelClient``, ``FuturesModelClient``, the asyncio and
-tritonclient-style clients to come) is a thin layer that calls these steps
-around one transport call::
+A front end (``ModelClient``, ``AsyncioModelClient``, and the tritonclient-style
+clients to come; ``FuturesModelClient`` runs on a ``ModelClient``) is a thin
+layer that calls these steps around one transport call::
 
     check_call(...)                      arguments: inputs, parameters, headers
-    config = <ready>(wait_for_model...)  readiness and config: sans-I/O exchanges
-    named = name_inputs(config, ...)     positional inputs named by the config
-    chunks = plan_chunks(named, ...)     oversize batches split (or None)
+    config = <ready>(ready_config...)    readiness and config: sans-I/O exchanges
+    plan = plan_infer(...)               batch axis, naming, oversize batches split
     headers = request_headers(...)       the access token and the caller's headers
     route = shm.route(named, config)     shared memory or plain HTTP (tritonfast._shm.path)
-    result = <transport>.infer(...)      the one I/O call (awaited in asyncio)
-    result = first_rows(result)          infer_sample on a batching model
+    result = <transport>.infer(...)      the one I/O call per part (awaited in asyncio)
+    finish_infer(plan, results)          chunks concatenated, the batch axis taken off
     except ...: raise infer_error(...)   server/transport error -> tritonfast exception
 
 Multi-request exchanges (waiting for the server or model, fetching the config,
@@ -151,8 +150,43 @@ def request_headers(auth_headers: Dict[str, str], auth_list: Headers, headers: O
 
 
 # =============================================================================
-# Oversize batches
+# One call's requests: the batch axis, naming, oversize batches
 # =============================================================================
+
+
+class InferPlan(NamedTuple):
+    """The requests of one ``infer_sample`` / ``infer_batch`` call, and how their
+    results become the call's result (:func:`finish_infer`)."""
+
+    parts: List[Dict[str, Any]]  # named inputs of each request (several: a split batch)
+    split: bool  # the parts are chunks of one batch, their outputs concatenated
+    first_rows: bool  # infer_sample on a batching model: the batch axis taken off
+
+
+def plan_infer(sample: bool, config: TritonModelConfig, inputs: tuple, named_inputs: dict,
+               split_large_batches: bool) -> InferPlan:
+    """What an ``infer_sample`` (``sample``) or ``infer_batch`` call sends, after
+    :func:`check_call`: PyTriton's batch axis and naming rules, and a batch over
+    ``max_batch_size`` split into chunks (``split_large_batches``)."""
+    batching = config.max_batch_size > 0
+    if sample:
+        if batching:
+            inputs, named_inputs = add_batch_axis(inputs, named_inputs)
+        return InferPlan([name_inputs(config, inputs, named_inputs)], False, batching)
+    check_batching(config)
+    named = name_inputs(config, inputs, named_inputs)
+    if split_large_batches:
+        chunks = plan_chunks(named, config.max_batch_size)
+        if chunks is not None:
+            return InferPlan(chunks, True, False)
+    return InferPlan([named], False, False)
+
+
+def finish_infer(plan: InferPlan, results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The call's result from its requests' results, in the order of ``plan.parts``."""
+    result = merge_chunks(results) if plan.split else results[0]
+    return first_rows(result) if plan.first_rows else result
+
 
 
 def plan_chunks(inputs: Dict[str, Any], max_batch_size: int) -> Optional[List[Dict[str, Any]]]:

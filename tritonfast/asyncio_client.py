@@ -268,19 +268,12 @@ class AsyncioModelClient:
         _pipeline.check_call(inputs, named_inputs, parameters, headers)
         config = self._model_config if self._model_ready else await self._ensure_ready()
         assert config is not None
-        batching = config.max_batch_size > 0
-        if sample:
-            if batching:
-                inputs, named_inputs = _pipeline.add_batch_axis(inputs, named_inputs)
-            result = await self._infer(_pipeline.name_inputs(config, inputs, named_inputs), parameters, headers)
-            return _pipeline.first_rows(result) if batching else result
-        _pipeline.check_batching(config)
-        named = _pipeline.name_inputs(config, inputs, named_inputs)
-        if self._split_large_batches:
-            chunks = _pipeline.plan_chunks(named, config.max_batch_size)
-            if chunks is not None:
-                return await self._infer_chunks(chunks, parameters, headers)
-        return await self._infer(named, parameters, headers)
+        plan = _pipeline.plan_infer(sample, config, inputs, named_inputs, self._split_large_batches)
+        if plan.split:
+            results = await self._infer_chunks(plan.parts, parameters, headers)
+        else:
+            results = [await self._infer(plan.parts[0], parameters, headers)]
+        return _pipeline.finish_infer(plan, results)
 
     async def _infer(self, inputs: Dict[str, Any], parameters: Optional[dict],
                      headers: Optional[dict]) -> Dict[str, np.ndarray]:
@@ -301,7 +294,7 @@ class AsyncioModelClient:
             raise _pipeline.infer_error(e, self._model, self._inference_timeout_s) from e
 
     async def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
-                            headers: Optional[dict]) -> Dict[str, np.ndarray]:
+                            headers: Optional[dict]) -> List[Dict[str, np.ndarray]]:
         """The chunks of a split batch, concurrently; the first failure cancels the rest.
         Each chunk's request has its own deadline (the transport's), so no extra bound."""
         tasks = [asyncio.ensure_future(self._infer(chunk, parameters, headers)) for chunk in chunks]
@@ -311,4 +304,4 @@ class AsyncioModelClient:
             for task in tasks:
                 task.cancel()
             raise
-        return _pipeline.merge_chunks(list(results))
+        return list(results)

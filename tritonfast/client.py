@@ -389,20 +389,12 @@ class ModelClient:
         """Every request the fast lane does not take: named inputs, parameters or
         headers, shared memory, BYTES, split batches, https."""
         _pipeline.check_call(inputs, named_inputs, parameters, headers)
-        config = self._ensure_ready()
-        batching = config.max_batch_size > 0
-        if sample:
-            if batching:
-                inputs, named_inputs = _pipeline.add_batch_axis(inputs, named_inputs)
-            result = self._infer(_pipeline.name_inputs(config, inputs, named_inputs), parameters, headers)
-            return _pipeline.first_rows(result) if batching else result
-        _pipeline.check_batching(config)
-        named = _pipeline.name_inputs(config, inputs, named_inputs)
-        if self._split_large_batches:
-            chunks = _pipeline.plan_chunks(named, config.max_batch_size)
-            if chunks is not None:
-                return self._infer_chunks(chunks, parameters, headers)
-        return self._infer(named, parameters, headers)
+        plan = _pipeline.plan_infer(sample, self._ensure_ready(), inputs, named_inputs, self._split_large_batches)
+        if plan.split:
+            results = self._infer_chunks(plan.parts, parameters, headers)
+        else:
+            results = [self._infer(plan.parts[0], parameters, headers)]
+        return _pipeline.finish_infer(plan, results)
 
     def _infer(self, inputs: Dict[str, Any], parameters: Optional[dict],
                headers: Optional[dict]) -> Dict[str, np.ndarray]:
@@ -437,7 +429,8 @@ class ModelClient:
         return _pipeline.infer_error(e, self._model, self._inference_timeout_s)
 
     def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
-                      headers: Optional[dict]) -> Dict[str, np.ndarray]:
+                      headers: Optional[dict]) -> List[Dict[str, np.ndarray]]:
+        """The chunks of a split batch, concurrently on the shared chunk pool."""
         pool = _chunk_workers()
         futures = [pool.submit(self._infer, chunk, parameters, headers) for chunk in chunks]
         deadline = _pipeline.chunks_deadline(len(chunks), MAX_CHUNK_WORKERS, self._inference_timeout_s)
@@ -449,7 +442,7 @@ class ModelClient:
                 for f in futures:
                     f.cancel()
                 raise _pipeline.chunks_timeout_error(len(chunks), self._model, self._inference_timeout_s) from None
-        return _pipeline.merge_chunks(results)
+        return results
 
 
 def _unpickle_client(cls: type, kwargs: Dict[str, Any]) -> Any:
