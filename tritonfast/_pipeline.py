@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Dict, Generator, List, NamedTuple, 
 import numpy as np
 
 from tritonfast import _core
+from tritonfast._url import TritonUrl
 from tritonfast.exceptions import (
     ProtocolError,
     PyTritonClientConnectionError,
@@ -49,6 +50,8 @@ from tritonfast.exceptions import (
 from tritonfast.model_config import TritonModelConfig, parse_model_config
 
 LATEST_MODEL_VERSION = "<latest>"
+DEFAULT_INFERENCE_TIMEOUT_S = 60.0
+DEFAULT_INIT_TIMEOUT_S = 300.0
 
 # Readiness polling: the first retry comes after this many seconds, each next
 # one after twice as long, up to the maximum (PyTriton polls once a second).
@@ -87,6 +90,44 @@ class ModelRef:
 
     def describe(self) -> str:
         return f"{self.name}/{self.version or LATEST_MODEL_VERSION}"
+
+
+class ModelClientState:
+    """What every front end of one model keeps, checked and defaulted once: the
+    url, the model and its targets, timeouts, access token and options (no I/O).
+    ``ModelClient`` and ``AsyncioModelClient`` both start from it."""
+
+    def _init_state(self, url: str, model_name: str, model_version: Optional[Any], init_timeout_s: Optional[float],
+                    inference_timeout_s: Optional[float], model_config: Optional[TritonModelConfig],
+                    ensure_model_is_ready: bool, access_token: Optional[str], split_large_batches: bool,
+                    ssl_context: Any, max_response_body_bytes: Optional[int]) -> None:
+        self._triton_url = TritonUrl.from_url(url)
+        self._url = self._triton_url.with_scheme
+        if model_version is not None and not isinstance(model_version, (str, int)):
+            raise PyTritonClientValueError(f"model_version must be a str, got {type(model_version).__name__}")
+        if max_response_body_bytes is not None and (
+                not isinstance(max_response_body_bytes, int) or max_response_body_bytes <= 0):
+            raise PyTritonClientValueError(
+                f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
+        self._model_name = model_name
+        self._model_version = None if model_version is None else str(model_version)
+        self._init_timeout_s = DEFAULT_INIT_TIMEOUT_S if init_timeout_s is None else init_timeout_s
+        self._inference_timeout_s = DEFAULT_INFERENCE_TIMEOUT_S if inference_timeout_s is None else inference_timeout_s
+        self._access_token = access_token
+        self._auth_headers = {"triton-access-token": access_token} if access_token else {}
+        self._auth_header_list = list(self._auth_headers.items())
+        self._split_large_batches = split_large_batches
+        self._ssl_context = ssl_context
+        self._max_response_body_bytes = max_response_body_bytes
+        self._model_config = model_config
+        # True once the model was seen ready and its config is cached.
+        self._model_ready = model_config is not None and not ensure_model_is_ready
+        self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
+        self._model = ModelRef(self._url, model_name, self._model_version)
+
+    def _request_timeout(self, step: "Request") -> float:
+        """A management request's timeout: the inference timeout, cut to its deadline."""
+        return max(0.0, min(self._inference_timeout_s, step.deadline - time.monotonic()))
 
 
 # =============================================================================

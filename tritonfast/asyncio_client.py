@@ -33,12 +33,10 @@ from typing import Any, Awaitable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
-from tritonfast import _core, _pipeline
-from tritonfast._pipeline import ModelRef, ParamValue, Request
+from tritonfast import _pipeline
+from tritonfast._pipeline import ModelClientState, ParamValue, Request
 from tritonfast._transport.aio import MAX_CONNECTIONS, AioTransport
 from tritonfast._transport.limits import DEFAULT_MAX_RESPONSE_BODY_BYTES
-from tritonfast._url import TritonUrl
-from tritonfast.client import DEFAULT_INFERENCE_TIMEOUT_S, DEFAULT_INIT_TIMEOUT_S
 from tritonfast.exceptions import (
     PyTritonClientClosedError,
     PyTritonClientTimeoutError,
@@ -52,7 +50,7 @@ _LOGGER = logging.getLogger("tritonfast.asyncio_client")
 __all__ = ["AsyncioModelClient", "MAX_CONNECTIONS"]
 
 
-class AsyncioModelClient:
+class AsyncioModelClient(ModelClientState):
     """asyncio client of one model (PyTriton's ``AsyncioModelClient``).
 
     Args:
@@ -98,39 +96,17 @@ class AsyncioModelClient:
         max_response_body_bytes: Optional[int] = None,
         max_connections: int = MAX_CONNECTIONS,
     ):
-        self._triton_url = TritonUrl.from_url(url)
-        self._url = self._triton_url.with_scheme
-        if model_version is not None and not isinstance(model_version, (str, int)):
-            raise PyTritonClientValueError(f"model_version must be a str, got {type(model_version).__name__}")
         if shared_memory is not None:
             raise PyTritonClientValueError(
                 f"shared_memory={shared_memory!r} is not supported yet in the asyncio client: "
                 "leave it None (plain HTTP), or use ModelClient for shared memory"
             )
-        if max_response_body_bytes is not None and (
-                not isinstance(max_response_body_bytes, int) or max_response_body_bytes <= 0):
-            raise PyTritonClientValueError(
-                f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
-        self._model_name = model_name
-        self._model_version = None if model_version is None else str(model_version)
+        self._init_state(url, model_name, model_version, init_timeout_s, inference_timeout_s, model_config,
+                         ensure_model_is_ready, access_token, split_large_batches, ssl_context,
+                         max_response_body_bytes)
         self._lazy_init = lazy_init
-        self._init_timeout_s = DEFAULT_INIT_TIMEOUT_S if init_timeout_s is None else init_timeout_s
-        self._inference_timeout_s = (
-            DEFAULT_INFERENCE_TIMEOUT_S if inference_timeout_s is None else inference_timeout_s
-        )
-        self._access_token = access_token
-        self._auth_headers = {"triton-access-token": access_token} if access_token else {}
-        self._auth_header_list = list(self._auth_headers.items())
-        self._split_large_batches = split_large_batches
-        self._ssl_context = ssl_context
-        self._max_response_body_bytes = max_response_body_bytes
-        self._model_config = model_config
-        # True once the model was seen ready and its config is cached.
-        self._model_ready = model_config is not None and not ensure_model_is_ready
         self._init_lock: Optional[asyncio.Lock] = None  # made on the loop of first use
         self._init_loop: Optional[asyncio.AbstractEventLoop] = None
-        self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
-        self._model = ModelRef(self._url, model_name, self._model_version)
         max_body = DEFAULT_MAX_RESPONSE_BODY_BYTES if max_response_body_bytes is None else max_response_body_bytes
         self._transport = AioTransport(self._triton_url, ssl_context, max_body, max_connections)
         self._closed = False
@@ -254,9 +230,8 @@ class AsyncioModelClient:
 
     async def _request(self, step: Request) -> Tuple[int, bytes]:
         """One management request, bounded by the inference timeout and its deadline."""
-        timeout = max(0.0, min(self._inference_timeout_s, step.deadline - time.monotonic()))
         return await self._transport.request(step.method, step.target, self._auth_header_list, step.body,
-                                             timeout, step.idempotent)
+                                             self._request_timeout(step), step.idempotent)
 
     async def _repository(self, action: str, payload: dict) -> None:
         deadline = time.monotonic() + self._inference_timeout_s

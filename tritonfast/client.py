@@ -30,11 +30,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 import numpy as np
 
 from tritonfast import _core, _fork, _pipeline
-from tritonfast._pipeline import ModelRef, ParamValue, Request
+from tritonfast._pipeline import DEFAULT_INFERENCE_TIMEOUT_S, DEFAULT_INIT_TIMEOUT_S, ModelClientState, ParamValue, Request
 from tritonfast._shm.path import MODES as SHM_MODES
 from tritonfast._shm.path import SharedMemoryPath, check_cuda_available, is_loopback_literal
 from tritonfast._transport import create_transport, is_native
-from tritonfast._url import TritonUrl
 from tritonfast._workers import WorkerPool
 from tritonfast.exceptions import (
     PyTritonClientClosedError,
@@ -46,8 +45,6 @@ from tritonfast.model_config import TritonModelConfig
 
 _LOGGER = logging.getLogger("tritonfast.client")
 
-DEFAULT_INFERENCE_TIMEOUT_S = 60.0
-DEFAULT_INIT_TIMEOUT_S = 300.0
 # Chunks of one oversized batch in flight at once, shared by all clients.
 MAX_CHUNK_WORKERS = 16
 
@@ -116,7 +113,7 @@ def _infer_method(sample: bool, doc: str) -> Callable[..., Dict[str, np.ndarray]
     return infer
 
 
-class ModelClient:
+class ModelClient(ModelClientState):
     """Synchronous client of one model; thread-safe.
 
     Args:
@@ -169,34 +166,10 @@ class ModelClient:
         shared_memory: Optional[str] = "auto",
         max_response_body_bytes: Optional[int] = None,
     ):
-        self._triton_url = TritonUrl.from_url(url)
-        self._url = self._triton_url.with_scheme
-        if model_version is not None and not isinstance(model_version, (str, int)):
-            raise PyTritonClientValueError(
-                f"model_version must be a str, got {type(model_version).__name__}"
-            )
-        self._model_name = model_name
-        self._model_version = None if model_version is None else str(model_version)
-        self._init_timeout_s = DEFAULT_INIT_TIMEOUT_S if init_timeout_s is None else init_timeout_s
-        self._inference_timeout_s = (
-            DEFAULT_INFERENCE_TIMEOUT_S if inference_timeout_s is None else inference_timeout_s
-        )
-        self._access_token = access_token
-        self._auth_headers = {"triton-access-token": access_token} if access_token else {}
-        self._auth_header_list = list(self._auth_headers.items())
-        self._split_large_batches = split_large_batches
-        self._ssl_context = ssl_context
-        self._model_config = model_config
-        # True once the model was seen ready and its config is cached.
-        self._model_ready = model_config is not None and not ensure_model_is_ready
+        self._init_state(url, model_name, model_version, init_timeout_s, inference_timeout_s, model_config,
+                         ensure_model_is_ready, access_token, split_large_batches, ssl_context,
+                         max_response_body_bytes)
         self._init_lock = threading.Lock()
-        self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
-        self._model = ModelRef(self._url, model_name, self._model_version)
-        if max_response_body_bytes is not None and (
-                not isinstance(max_response_body_bytes, int) or max_response_body_bytes <= 0):
-            raise PyTritonClientValueError(
-                f"max_response_body_bytes must be a positive int, got {max_response_body_bytes!r}")
-        self._max_response_body_bytes = max_response_body_bytes
         self._shared_memory = shared_memory
         self._shm_path = self._make_shm_path(shared_memory)
         # The hot path's one check: None where shared memory does not apply.
@@ -376,9 +349,8 @@ class ModelClient:
 
     def _request(self, step: Request) -> Tuple[int, bytes]:
         """One management request, bounded by the inference timeout and its deadline."""
-        timeout = max(0.0, min(self._inference_timeout_s, step.deadline - time.monotonic()))
         return self._transport.request(step.method, step.target, self._auth_header_list, step.body,
-                                       timeout, step.idempotent)
+                                       self._request_timeout(step), step.idempotent)
 
     def _repository(self, action: str, payload: dict) -> None:
         deadline = time.monotonic() + self._inference_timeout_s
