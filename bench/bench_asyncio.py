@@ -69,8 +69,14 @@ Groups: ``1x16 FP32 cached, N in flight`` (``identity_fp32_cached``: the
 response cache makes the server's part small, so the client's cost shows) at N
 = 1, 16, 64, 256; ``16 MiB FP32, 1 in flight`` (``identity_fp32``);
 ``100,000 x 16 B BYTES, 1 in flight`` (``identity_bytes_cached``). Rounds are
-chosen so that the file runs in about 2-3 minutes on 2 cores that the server
+chosen so that the file runs in about 1.5-2 minutes on 2 cores that the server
 shares (server start-up included).
+
+Noise: run it on an otherwise idle machine, and compare rows of one run only.
+Rows run one after another, so anything else running shifts one row and not its
+peers; and at 1 in flight the client sleeps between requests, so every row
+there pays for its wake-ups (measured here: the sync ``ModelClient`` 7 us per
+request while other processes kept the cores busy, 35 us on an idle machine).
 """
 
 from __future__ import annotations
