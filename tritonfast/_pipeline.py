@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, Generator, List, NamedTuple, Optional, Tuple, Union
 
@@ -97,6 +98,8 @@ class ModelClientState:
     url, the model and its targets, timeouts, access token and options (no I/O).
     ``ModelClient`` and ``AsyncioModelClient`` both start from it."""
 
+    _LOGGER: logging.Logger  # the front end's
+
     def _init_state(self, url: str, model_name: str, model_version: Optional[Any], init_timeout_s: Optional[float],
                     inference_timeout_s: Optional[float], model_config: Optional[TritonModelConfig],
                     ensure_model_is_ready: bool, access_token: Optional[str], split_large_batches: bool,
@@ -124,6 +127,13 @@ class ModelClientState:
         self._model_ready = model_config is not None and not ensure_model_is_ready
         self._request_ids = _core.RequestIds()  # "0", "1", ... as PyTriton
         self._model = ModelRef(self._url, model_name, self._model_version)
+
+    def _infer_error(self, e: Exception) -> Exception:
+        """The PyTriton exception for a failed inference request (logged on the front
+        end's logger when the transport, not the server, failed)."""
+        if not isinstance(e, _ServerError):
+            self._LOGGER.error("inference of %s on %s failed: %s", self._model.describe(), self._url, e)
+        return infer_error(e, self._model, self._inference_timeout_s)
 
     def _request_timeout(self, step: "Request") -> float:
         """A management request's timeout: the inference timeout, cut to its deadline."""

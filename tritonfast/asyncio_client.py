@@ -78,6 +78,8 @@ class AsyncioModelClient(ModelClientState):
             wait in order (``MAX_CONNECTIONS``, 64; tritonfast only).
     """
 
+    _LOGGER = _LOGGER  # failed requests are logged here (ModelClientState._infer_error)
+
     def __init__(
         self,
         url: str,
@@ -264,9 +266,7 @@ class AsyncioModelClient(ModelClientState):
             return await self._transport.infer(self._model.infer_target, header_list, request_id,
                                                list(inputs.items()), None, parameters, self._inference_timeout_s)
         except (_ServerError, PyTritonClientTimeoutError) as e:
-            if not isinstance(e, _ServerError):
-                _LOGGER.error("inference of %s on %s failed: %s", self._model.describe(), self._url, e)
-            raise _pipeline.infer_error(e, self._model, self._inference_timeout_s) from e
+            raise self._infer_error(e) from e
 
     async def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
                             headers: Optional[dict]) -> List[Dict[str, np.ndarray]]:

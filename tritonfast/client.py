@@ -149,6 +149,8 @@ class ModelClient(ModelClientState):
     connections, locks and shared-memory regions of its own, never the parent's.
     """
 
+    _LOGGER = _LOGGER  # failed requests are logged here (ModelClientState._infer_error)
+
     def __init__(
         self,
         url: str,
@@ -392,13 +394,6 @@ class ModelClient(ModelClientState):
                                          parameters, timeout_s)
         except (_ServerError, PyTritonClientTimeoutError) as e:
             raise self._infer_error(e) from e
-
-    def _infer_error(self, e: Exception) -> Exception:
-        """The PyTriton exception for a failed inference request (logged when the
-        transport, not the server, failed)."""
-        if not isinstance(e, _ServerError):
-            _LOGGER.error("inference of %s on %s failed: %s", self._model.describe(), self._url, e)
-        return _pipeline.infer_error(e, self._model, self._inference_timeout_s)
 
     def _infer_chunks(self, chunks: List[Dict[str, Any]], parameters: Optional[dict],
                       headers: Optional[dict]) -> List[Dict[str, np.ndarray]]:

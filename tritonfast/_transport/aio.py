@@ -241,6 +241,17 @@ class _Connection(asyncio.BufferedProtocol):
             waiter.set_exception(error)
 
 
+async def _carry(conn: _Connection, head: bytes, segments: List[Any], keep: Any, deadline: Optional[float],
+                 timeout_s: Optional[float]) -> Any:
+    """One request on ``conn``: the parser holding its response. Cancelled or failed,
+    the connection is aborted: it never carries another request."""
+    try:
+        return await conn.exchange(head, segments, keep, deadline, timeout_s)
+    except BaseException:
+        conn.abort()
+        raise
+
+
 def _expire_waiter(waiter: "asyncio.Future[None]", error: Callable[[], Exception]) -> None:
     if not waiter.done():
         waiter.set_exception(error())
@@ -381,21 +392,13 @@ class AioTransport:
             if conn is None:
                 conn = await self._connect(loop, deadline, timeout_s)
             try:
-                try:
-                    parser = await conn.exchange(head, segments, keep, deadline, timeout_s)
-                except BaseException:
-                    conn.abort()  # cancelled or failed: the connection never carries another request
-                    raise
+                parser = await _carry(conn, head, segments, keep, deadline, timeout_s)
             except PyTritonClientConnectionError:
                 if not (reused and idempotent and conn.received == 0):
                     raise
                 # A reused keep-alive connection the server had closed: once more on a fresh one.
                 conn = await self._connect(loop, deadline, timeout_s)
-                try:
-                    parser = await conn.exchange(head, segments, keep, deadline, timeout_s)
-                except BaseException:
-                    conn.abort()
-                    raise
+                parser = await _carry(conn, head, segments, keep, deadline, timeout_s)
             reusable = conn.reusable and parser.keep_alive
             try:
                 result = finish(parser)
@@ -487,7 +490,3 @@ class AioTransport:
         self._loop = None
         self._reset_pool()
 
-
-def create_async_transport(url: TritonUrl, ssl_context: Optional[ssl.SSLContext], max_response_body_bytes: int,
-                           max_connections: int = MAX_CONNECTIONS) -> AioTransport:
-    return AioTransport(url, ssl_context, max_response_body_bytes, max_connections)
