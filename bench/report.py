@@ -118,6 +118,31 @@ def _ratio(value: float, base: float | None) -> str:
     return f"{ratio:.2f}x" if ratio < 1 else f"{ratio:.1f}x"
 
 
+def _cpu_table(title: str, rows: dict, base_impl: str, base_label: str, labels: dict, order_key,
+               wall_ratio: bool) -> list:
+    """A group's table lines: CPU (mean, median round), wall and minor faults per
+    request per client, and the CPU (and wall) ratios to ``base_impl``'s row."""
+    base = rows.get(base_impl, {})
+    wall_head, wall_rule = (f" wall vs {base_label} |", "---:|") if wall_ratio else ("", "")
+    lines = [
+        title,
+        "",
+        "| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
+        f"| CPU vs {base_label} | median CPU vs {base_label} |{wall_head}",
+        "|---|---:|---:|---:|---:|---:|---:|" + wall_rule,
+    ]
+    for impl in sorted(rows, key=order_key):
+        info = rows[impl]
+        cpu, median = info["cpu_us_per_request"], info["cpu_us_per_request_median"]
+        wall = f" {_ratio(info['wall_us_per_request'], base.get('wall_us_per_request'))} |" if wall_ratio else ""
+        lines.append(
+            f"| {labels.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} | {info['wall_us_per_request']:,.1f} "
+            f"| {info['minflt_per_request']:,.1f} | {_ratio(cpu, base.get('cpu_us_per_request'))} "
+            f"| {_ratio(median, base.get('cpu_us_per_request_median'))} |{wall}"
+        )
+    return lines
+
+
 def build_http_tables(data: dict) -> str:
     """Per group: CPU, wall and minor faults per request, and CPU / tritonfast's CPU."""
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -128,24 +153,7 @@ def build_http_tables(data: dict) -> str:
     for group in groups:  # run order: sequential small, large, then concurrent
         rows = groups[group]
         base_impl = next((impl for impl in BASE_IMPLS if impl in rows), "tritonfast")
-        base = rows.get(base_impl, {})
-        lines = [
-            f"**{group}**",
-            "",
-            f"| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
-            f"| CPU vs {base_impl} | median CPU vs {base_impl} | wall vs {base_impl} |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for impl in sorted(rows, key=_client_order):
-            info = rows[impl]
-            cpu, median = info["cpu_us_per_request"], info["cpu_us_per_request_median"]
-            lines.append(
-                f"| {CLIENT_LABELS.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} "
-                f"| {info['wall_us_per_request']:,.1f} | {info['minflt_per_request']:,.1f} "
-                f"| {_ratio(cpu, base.get('cpu_us_per_request'))} "
-                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} "
-                f"| {_ratio(info['wall_us_per_request'], base.get('wall_us_per_request'))} |"
-            )
+        lines = _cpu_table(f"**{group}**", rows, base_impl, base_impl, CLIENT_LABELS, _client_order, wall_ratio=True)
         requests = {info["requests"] for info in rows.values()}
         lines.append(f"\n{'/'.join(str(r) for r in sorted(requests))} timed requests per client.")
         sections.append("\n".join(lines))
@@ -276,22 +284,8 @@ def build_aio_tables(data: dict) -> str:
     sections = []
     for group, rows in groups.items():  # run order
         model = next(iter(rows.values()))["model"]
-        base = rows.get(AIO_BASE, {})
-        lines = [
-            f"**{group}** (`{model}`)",
-            "",
-            "| client | CPU µs/request | CPU µs/request, median | wall µs/request | minor faults/request "
-            "| CPU vs tritonfast asyncio | median CPU vs tritonfast asyncio |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for impl in sorted(rows, key=lambda i: (order.index(i) if i in order else len(order), i)):
-            info = rows[impl]
-            cpu, median = info["cpu_us_per_request"], info["cpu_us_per_request_median"]
-            lines.append(
-                f"| {AIO_LABELS.get(impl, impl)} | {cpu:,.1f} | {median:,.1f} | {info['wall_us_per_request']:,.1f} "
-                f"| {info['minflt_per_request']:,.1f} | {_ratio(cpu, base.get('cpu_us_per_request'))} "
-                f"| {_ratio(median, base.get('cpu_us_per_request_median'))} |"
-            )
+        lines = _cpu_table(f"**{group}** (`{model}`)", rows, AIO_BASE, "tritonfast asyncio", AIO_LABELS,
+                           lambda i: (order.index(i) if i in order else len(order), i), wall_ratio=False)
         requests = sorted({info["requests"] for info in rows.values()})
         lines.append(f"\n{'/'.join(f'{r:,}' for r in requests)} timed requests per client.")
         sections.append("\n".join(lines))
