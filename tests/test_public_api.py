@@ -207,3 +207,16 @@ def test_public_methods_say_what_they_do(cls):
         doc = inspect.getdoc(getattr(cls, name))
         assert "Returns" in doc or "Future of" in doc, name
         assert "Raises" in doc or "raises" in doc, name
+
+
+def test_sync_users_never_load_asyncio():
+    import subprocess
+    import sys
+
+    code = ("import sys, tritonfast\n"
+            "from tritonfast import FuturesModelClient, ModelClient\n"
+            "assert 'asyncio' not in sys.modules, 'import tritonfast loaded asyncio'\n"
+            "from tritonfast import AsyncioModelClient\n"
+            "assert 'asyncio' in sys.modules and AsyncioModelClient.__name__ == 'AsyncioModelClient'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

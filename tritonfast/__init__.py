@@ -5,12 +5,16 @@ you had ``from pytriton.client import ModelClient``. The hot path (BYTES codec,
 HTTP framing, transport) is C++ in ``tritonfast._core``.
 """
 
+from typing import TYPE_CHECKING, Any, List
+
 from tritonfast import exceptions, utils
 from tritonfast._core import __version__
-from tritonfast.asyncio_client import AsyncioModelClient
 from tritonfast.client import ModelClient
 from tritonfast.futures import FuturesModelClient
 from tritonfast.model_config import TritonModelConfig
+
+if TYPE_CHECKING:
+    from tritonfast.asyncio_client import AsyncioModelClient
 
 __all__ = [
     "AsyncioModelClient",
@@ -21,3 +25,16 @@ __all__ = [
     "exceptions",
     "utils",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncioModelClient loads asyncio (~25 ms, more with ssl): only for those who use it.
+    if name == "AsyncioModelClient":
+        from tritonfast.asyncio_client import AsyncioModelClient
+
+        return AsyncioModelClient
+    raise AttributeError(f"module 'tritonfast' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | {"AsyncioModelClient"})

@@ -26,7 +26,6 @@ request in one C++ call and hands anything else back, unsent, to this path.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -369,9 +368,13 @@ def run(exchange: Exchange, request: Callable[[Request], Tuple[int, bytes]],
 
 
 async def run_async(exchange: Exchange, request: Callable[[Request], Awaitable[Tuple[int, bytes]]],
-                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> Any:
+                    sleep: Optional[Callable[[float], Awaitable[Any]]] = None) -> Any:
     """Drives ``exchange`` with awaited calls (the asyncio front end's :func:`run`);
     returns what it returns. A cancellation is not thrown into the exchange: it ends it."""
+    if sleep is None:
+        import asyncio  # here, not at import: sync users never load asyncio
+
+        sleep = asyncio.sleep
     value: Any = None
     error: Optional[BaseException] = None
     while True:

@@ -16,7 +16,8 @@ pipeline above them (``tritonfast._pipeline``) does no I/O; the front ends call
 it around one transport call.
 
 Modules: ``limits`` (pool and size limits), ``tls`` (the https driver), ``aio``
-(the asyncio driver). The native driver is the C++ ``_core.HttpClient`` itself.
+(the asyncio driver, imported by the asyncio client only: sync users never load
+asyncio). The native driver is the C++ ``_core.HttpClient`` itself.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any, Optional
 import numpy as np
 
 from tritonfast import _core
-from tritonfast._transport.aio import MAX_CONNECTIONS, AioTransport
 from tritonfast._transport.limits import (
     DEFAULT_MAX_RESPONSE_BODY_BYTES,
     MAX_IDLE_BUFFER_BYTES,
@@ -38,10 +38,8 @@ from tritonfast._url import TritonUrl
 from tritonfast.utils import _TRITON_TO_NP
 
 __all__ = [
-    "AioTransport",
     "DEFAULT_MAX_RESPONSE_BODY_BYTES",
     "MAX_IDLE_BUFFER_BYTES",
-    "MAX_CONNECTIONS",
     "MAX_IDLE_CONNECTIONS",
     "TlsTransport",
     "create_transport",
