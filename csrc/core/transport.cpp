@@ -338,7 +338,7 @@ void Connection::await_readable(Deadline deadline) {
   }
 }
 
-std::size_t Connection::receive(std::uint8_t* data, std::size_t size, Deadline deadline) {
+std::size_t Connection::receive(std::uint8_t* data, std::size_t size, Deadline deadline, bool wait) {
   if (size == 0) throw std::logic_error("Connection::receive: empty buffer");
   for (;;) {
     const ssize_t n = ::recv(fd_, data, size, 0);
@@ -346,6 +346,7 @@ std::size_t Connection::receive(std::uint8_t* data, std::size_t size, Deadline d
     const int error = errno;
     if (error == EINTR) continue;
     if (error == EAGAIN || error == EWOULDBLOCK) {
+      if (!wait) return kWouldBlock;
       await_readable(deadline);
       continue;
     }
@@ -378,35 +379,41 @@ bool Connection::reusable() const {
 
 namespace {
 
-// Reads one response from `connection` into `parser`. On return the parser is
-// done(); `reusable` says whether the connection may carry another request
-// (neither end-of-stream nor bytes past the response were seen). The parser's
-// errors do not know the server: " (from host:port)" is added to them.
-void receive_response(Connection& connection, http::ResponseParser& parser,
-                      const std::shared_ptr<BufferPool>& pool, const Deadline& deadline,
-                      bool* reusable) {
+}  // namespace
+
+TimeoutError response_timeout(const Connection& connection, const http::ResponseParser& parser,
+                              const Deadline& deadline) {
+  if (parser.received() == 0) {
+    return TimeoutError("no response from " + connection.endpoint().authority() + " within " +
+                        seconds_text(budget_seconds(deadline)) + " s");
+  }
+  return TimeoutError("no complete response from " + connection.endpoint().authority() + " within " +
+                      seconds_text(budget_seconds(deadline)) + " s (" + std::to_string(parser.received()) +
+                      " bytes received)");
+}
+
+// The parser's errors do not know the server: " (from host:port)" is added to them.
+bool read_response(Connection& connection, http::ResponseParser& parser,
+                   const std::shared_ptr<BufferPool>& pool, ReadState* state,
+                   const Deadline& deadline, bool wait) {
   auto from = [&] { return " (from " + connection.endpoint().authority() + ")"; };
   std::uint8_t head[kHeadBufferBytes];
-  Buffer scratch;  // for bodies fed through feed() (chunked), acquired when first needed
-  *reusable = true;
   // Says how far the response got when the connection breaks or stalls.
   auto receive = [&](std::uint8_t* data, std::size_t size) {
     try {
-      return connection.receive(data, size, deadline);
+      return connection.receive(data, size, deadline, wait);
     } catch (const ConnectionError& e) {
       if (parser.received() == 0) throw;
       throw ConnectionError(std::string(e.what()) + " after " +
                             std::to_string(parser.received()) + " response bytes");
     } catch (const TimeoutError&) {
       if (parser.received() == 0) throw;
-      throw TimeoutError("no complete response from " + connection.endpoint().authority() +
-                         " within " + seconds_text(budget_seconds(deadline)) + " s (" +
-                         std::to_string(parser.received()) + " bytes received)");
+      throw response_timeout(connection, parser, deadline);
     }
   };
   // The peer closed the connection: completes a read-until-close body, else throws.
   auto end_of_stream = [&] {
-    *reusable = false;
+    state->reusable = false;
     try {
       parser.finish();
     } catch (const ConnectionError& e) {
@@ -414,12 +421,12 @@ void receive_response(Connection& connection, http::ResponseParser& parser,
     }
   };
   try {
-    connection.await_readable(deadline);  // the answer takes the server a while
     while (!parser.done()) {
       const auto window = parser.body_window();
       if (window.first && window.second > 0) {
         // Straight into the body's final buffer: no copy.
         const std::size_t n = receive(window.first, window.second);
+        if (n == Connection::kWouldBlock) return false;
         if (n == 0) {
           end_of_stream();
           break;
@@ -430,11 +437,12 @@ void receive_response(Connection& connection, http::ResponseParser& parser,
       std::uint8_t* into = head;
       std::size_t capacity = sizeof head;
       if (parser.head_complete()) {
-        if (!scratch.data()) scratch = pool->acquire(kChunkedScratchBytes);
-        into = scratch.data();
-        capacity = scratch.capacity();
+        if (!state->scratch.data()) state->scratch = pool->acquire(kChunkedScratchBytes);
+        into = state->scratch.data();
+        capacity = state->scratch.capacity();
       }
       const std::size_t n = receive(into, capacity);
+      if (n == Connection::kWouldBlock) return false;
       if (n == 0) {
         end_of_stream();
         break;
@@ -451,11 +459,26 @@ void receive_response(Connection& connection, http::ResponseParser& parser,
       }
       // The server must not send anything past the response (no pipelining):
       // such a connection is out of step, so it is closed.
-      if (used < n) *reusable = false;
+      if (used < n) state->reusable = false;
     }
   } catch (const ProtocolError& e) {
     throw ProtocolError(e.what() + from());
   }
+  return true;
+}
+
+namespace {
+
+// Reads one response from `connection` into `parser`, waiting under the
+// deadline. On return the parser is done(); `reusable` says whether the
+// connection may carry another request.
+void receive_response(Connection& connection, http::ResponseParser& parser,
+                      const std::shared_ptr<BufferPool>& pool, const Deadline& deadline,
+                      bool* reusable) {
+  ReadState state;
+  connection.await_readable(deadline);  // the answer takes the server a while
+  read_response(connection, parser, pool, &state, deadline, /*wait=*/true);
+  *reusable = state.reusable;
 }
 
 }  // namespace

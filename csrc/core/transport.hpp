@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/errors.hpp"
 #include "core/fork.hpp"
 #include "core/http.hpp"
 
@@ -33,6 +34,8 @@ class Deadline {
   // Milliseconds to pass to poll(): -1 for never, >= 0 otherwise (rounded up
   // so that a poll never wakes before the deadline).
   int poll_timeout_ms() const;
+  // The moment it passes (meaningless when is_never()).
+  std::chrono::steady_clock::time_point at() const { return at_; }
 
  private:
   bool never_ = true;
@@ -65,8 +68,10 @@ class Connection {
 
   // Receives up to `size` bytes into `data`, waiting under the deadline;
   // returns 0 when the peer closed the connection. Throws ConnectionError on
-  // reset, TimeoutError when the deadline passes.
-  std::size_t receive(std::uint8_t* data, std::size_t size, Deadline deadline);
+  // reset, TimeoutError when the deadline passes. With `wait` false it never
+  // waits: kWouldBlock when nothing is there now.
+  static constexpr std::size_t kWouldBlock = static_cast<std::size_t>(-1);
+  std::size_t receive(std::uint8_t* data, std::size_t size, Deadline deadline, bool wait = true);
   // Waits until there is something to receive (or the peer closed): the first
   // read of a response, which is never there the moment the request went out,
   // costs poll + recv instead of recv + poll + recv. TimeoutError as receive().
@@ -77,6 +82,7 @@ class Connection {
   bool reusable() const;
 
   const Endpoint& endpoint() const { return endpoint_; }
+  int fd() const { return fd_; }
   // The fork generation the connection was opened in: a forked child never
   // uses (or pools) its parent's sockets.
   std::uint64_t generation() const { return generation_; }
@@ -93,6 +99,30 @@ struct Response {
   http::ResponseHead head;
   http::Body body;
 };
+
+// Reading one response off a connection, in steps: what read_response keeps
+// between calls.
+struct ReadState {
+  Buffer scratch;         // for chunked bodies, acquired when first needed
+  bool reusable = true;   // false once end-of-stream or bytes past the response were seen
+};
+
+// Reads `parser`'s response from `connection`. With `wait`, blocks under the
+// deadline until the response is complete and returns true; without, reads
+// what is there now and returns whether the response is complete (false: come
+// back when the socket is readable). `state->reusable` then says whether the
+// connection may carry another request. Errors name the server: ConnectionError
+// (reset, closed early: "... after N response bytes"), TimeoutError (the
+// deadline passed while waiting), ProtocolError (a malformed response).
+bool read_response(Connection& connection, http::ResponseParser& parser,
+                   const std::shared_ptr<BufferPool>& pool, ReadState* state,
+                   const Deadline& deadline, bool wait);
+
+// The TimeoutError of a response that did not complete by `deadline`: "no
+// response from host:port within X s", or "no complete response ... (N bytes
+// received)" once some arrived.
+TimeoutError response_timeout(const Connection& connection, const http::ResponseParser& parser,
+                              const Deadline& deadline);
 
 // Looks at a complete response before its connection goes back to the pool.
 // What it throws propagates from perform() and the connection is closed rather
@@ -136,6 +166,7 @@ class HttpClient {
   void close();
 
   const Endpoint& endpoint() const { return endpoint_; }
+  const ClientOptions& options() const { return options_; }
   const std::shared_ptr<BufferPool>& buffers() const { return buffers_; }
 
  private:

@@ -36,6 +36,7 @@
 
 #include "core/errors.hpp"
 #include "core/http.hpp"
+#include "core/reactor.hpp"
 #include "core/transport.hpp"
 
 using namespace tritonfast;
@@ -1022,6 +1023,171 @@ bool parser_available() {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Reactor: requests started by one thread, completions collected by wait().
+
+// Waits (in slices) until `count` completions are in, or 5 s pass.
+std::vector<Reactor::Completion> collect(Reactor& reactor, std::size_t count) {
+  std::vector<Reactor::Completion> done;
+  const auto start = Clock::now();
+  while (done.size() < count && seconds_since(start) < 5) reactor.wait(&done, 100);
+  return done;
+}
+
+Reactor make_reactor(const Server& server) {
+  return Reactor(server.endpoint(), BufferPool::create(1 << 20), http::kDefaultMaxResponseBodyBytes, 64);
+}
+
+void test_reactor_many_in_flight_and_reuse() {
+  Server server(good_handler);
+  Reactor reactor = make_reactor(server);
+  std::vector<http::Request> requests;
+  for (int i = 0; i < 32; ++i) requests.push_back(make_request("GET", "/big?n=" + std::to_string(1000 + i), server.endpoint()));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 32; ++i) reactor.start(static_cast<std::uint64_t>(i), requests[i], Deadline::after(5), nullptr);
+    CHECK(reactor.in_flight() <= 32);
+    auto done = collect(reactor, 32);
+    CHECK(done.size() == 32 && reactor.in_flight() == 0);
+    std::vector<bool> seen(32, false);
+    for (const auto& c : done) {
+      CHECK(!c.error && c.token < 32 && !seen[c.token]);
+      seen[c.token] = true;
+      CHECK(c.response.head.status == 200 && body_text(c.response) == pattern(1000 + c.token));
+    }
+  }
+  CHECK(server.accepts == 32 && server.requests == 96);  // kept alive: 32 connections for 3 rounds
+}
+
+void test_reactor_stall_times_out_and_others_complete() {
+  Server server([](Server& s, int fd, int index) {
+    if (index == 0) {
+      s.idle_until_stopped();  // never answers
+      return;
+    }
+    good_handler(s, fd, index);
+  });
+  Reactor reactor = make_reactor(server);
+  const auto start = Clock::now();
+  reactor.start(1, make_request("GET", "/", server.endpoint()), Deadline::after(0.3), nullptr);
+  while (server.accepts < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  reactor.start(2, make_request("GET", "/", server.endpoint()), Deadline::after(5), nullptr);
+  auto done = collect(reactor, 2);
+  CHECK(done.size() == 2);
+  for (const auto& c : done) {
+    if (c.token == 2) {
+      CHECK(!c.error && body_text(c.response) == "ok");
+    } else {
+      const std::string message = expect_throw<TimeoutError>([&] { std::rethrow_exception(c.error); }, "stall");
+      CHECK_CONTAINS(message, "no response from 127.0.0.1:");
+      check_timely(seconds_since(start), 0.3);
+    }
+  }
+  CHECK(reactor.in_flight() == 0);
+}
+
+void test_reactor_reset_mid_body_and_protocol_error() {
+  Server server([](Server& s, int fd, int index) {
+    std::string pending;
+    WireRequest request;
+    if (!read_request(s, fd, &pending, &request)) return;
+    if (index == 0) {
+      write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      reset(fd);
+    } else {
+      write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n");
+    }
+  });
+  Reactor reactor = make_reactor(server);
+  reactor.start(1, make_request("GET", "/", server.endpoint()), Deadline::after(5), nullptr);
+  while (server.accepts < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  reactor.start(2, make_request("GET", "/", server.endpoint()), Deadline::after(5), nullptr);
+  auto done = collect(reactor, 2);
+  CHECK(done.size() == 2);
+  for (const auto& c : done) {
+    CHECK(c.error);
+    if (c.token == 1) {
+      const std::string message = expect_throw<ConnectionError>([&] { std::rethrow_exception(c.error); }, "reset");
+      CHECK_CONTAINS(message, "response bytes");
+    } else {
+      const std::string message = expect_throw<ProtocolError>([&] { std::rethrow_exception(c.error); }, "protocol");
+      CHECK_CONTAINS(message, "(from 127.0.0.1:");
+    }
+  }
+}
+
+void test_reactor_check_failure_closes_the_connection() {
+  struct Refuse final : ResponseCheck {
+    void check(const Response&) override { throw ProtocolError("response id '7' does not answer request '1'"); }
+  } refuse;
+  Server server(good_handler);
+  Reactor reactor = make_reactor(server);
+  reactor.start(1, make_request("GET", "/", server.endpoint()), Deadline::after(5), &refuse);
+  auto done = collect(reactor, 1);
+  CHECK(done.size() == 1 && done[0].error);
+  reactor.start(2, make_request("GET", "/", server.endpoint()), Deadline::after(5), nullptr);
+  done = collect(reactor, 1);
+  CHECK(done.size() == 1 && !done[0].error);
+  CHECK(server.accepts == 2);  // the out-of-step connection was not reused
+}
+
+void test_reactor_refused_and_wake() {
+  int port = 0;
+  {
+    Server gone(good_handler);
+    port = gone.port();
+  }
+  Reactor reactor(Endpoint{"127.0.0.1", static_cast<std::uint16_t>(port)}, BufferPool::create(1 << 20),
+                  http::kDefaultMaxResponseBodyBytes, 64);
+  EXPECT_THROW(ConnectionError, reactor.start(1, make_request("GET", "/", Endpoint{"127.0.0.1", static_cast<std::uint16_t>(port)}),
+                                              Deadline::after(1), nullptr));
+  CHECK(reactor.in_flight() == 0);
+  std::thread waker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    reactor.wake();
+  });
+  const auto start = Clock::now();
+  std::vector<Reactor::Completion> done;
+  reactor.wait(&done, 5000);
+  waker.join();
+  CHECK(done.empty() && seconds_since(start) < 2);
+}
+
+void test_reactor_threads_start_while_waiting() {
+  Server server(good_handler);
+  Reactor reactor = make_reactor(server);
+  std::atomic<bool> stop{false};
+  std::atomic<int> completed{0};
+  std::thread waiter([&] {
+    std::vector<Reactor::Completion> done;
+    while (!stop) {
+      done.clear();
+      reactor.wait(&done, 50);
+      for (const auto& c : done) {
+        CHECK(!c.error && body_text(c.response) == pattern(100 + c.token % 50));
+        ++completed;
+      }
+    }
+  });
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 4; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const std::uint64_t token = static_cast<std::uint64_t>(t * 1000 + i);
+        reactor.start(token, make_request("GET", "/big?n=" + std::to_string(100 + token % 50), server.endpoint()),
+                      Deadline::after(5), nullptr);
+        while (reactor.in_flight() > 16) std::this_thread::yield();
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  const auto start = Clock::now();
+  while (completed < 800 && seconds_since(start) < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  waiter.join();
+  CHECK(completed == 800);
+}
+
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   ::signal(SIGPIPE, SIG_IGN);  // the test servers write to closed sockets on purpose
@@ -1069,6 +1235,12 @@ int main(int argc, char** argv) {
       {"client_threads", test_client_threads, true},
       {"client_close", test_client_close, true},
       {"client_max_idle", test_client_max_idle, true},
+      {"reactor_many_in_flight_and_reuse", test_reactor_many_in_flight_and_reuse, true},
+      {"reactor_stall_times_out_and_others_complete", test_reactor_stall_times_out_and_others_complete, true},
+      {"reactor_reset_mid_body_and_protocol_error", test_reactor_reset_mid_body_and_protocol_error, true},
+      {"reactor_check_failure_closes_the_connection", test_reactor_check_failure_closes_the_connection, true},
+      {"reactor_refused_and_wake", test_reactor_refused_and_wake, true},
+      {"reactor_threads_start_while_waiting", test_reactor_threads_start_while_waiting, true},
   };
   const bool have_parser = parser_available();
   int ran = 0;
