@@ -33,10 +33,12 @@ Groups (one row per client in each):
   both baselines, under 25 us);
 * ``16 MiB FP32``: sequential (1, 4Mi) float32 to ``identity_fp32`` (target:
   <= 1/4 of tritonclient's CPU);
-* ``1x16 FP32 cached, 4 in flight``: 4 threads; tritonfast and PyTriton use
-  their ``FuturesModelClient(max_workers=4)``, tritonclient 4 threads each
-  with its own ``InferenceServerClient`` (tritonclient's clients are not
-  thread-safe);
+* ``1x16 FP32 cached, N in flight`` (N = 4, 16): tritonfast and PyTriton use
+  their ``FuturesModelClient(max_workers=N)`` (a round submits 64 requests,
+  then waits for all), tritonclient N threads each with its own
+  ``InferenceServerClient`` (tritonclient's clients are not thread-safe), and
+  ``tritonfast-threads`` N threads sharing one ``ModelClient``: the reference
+  of issue 11's target (FuturesModelClient's CPU <= 1.5x of it at 16);
 * ``256 MiB FP32 peak memory``: ``bench/memory_roundtrip.py`` in a fresh
   process per client; its timer is wall time (the work is in the child) and
   the figures are in ``extra_info`` (target: extra peak < 1.5x the payload).
@@ -95,9 +97,10 @@ SMALL = Payload("1x16 FP32 cached", "identity_fp32_cached", (1, 16), rounds=1000
 LARGE = Payload("16 MiB FP32", "identity_fp32", (1, 4 << 20), rounds=60, warmup=3)
 PAYLOADS = {p.group: p for p in (SMALL, LARGE)}
 
-CONCURRENCY = 4
-CONCURRENT_GROUP = f"1x16 FP32 cached, {CONCURRENCY} in flight"
+CONCURRENCIES = (4, 16)  # 16: issue 11's FuturesModelClient target (<= 1.5x of threads sharing a ModelClient)
 REQUESTS_PER_ROUND = 64  # split evenly over the threads
+# tritonfast-threads: N threads sharing one ModelClient (the reference for FuturesModelClient)
+CONCURRENT_CLIENTS = CLIENTS + ("tritonfast-threads",)
 CONCURRENT_ROUNDS = 40
 CONCURRENT_WARMUP_ROUNDS = 3
 
@@ -218,17 +221,23 @@ def test_sequential(benchmark, triton_server, server_version, impl, group):
 # --- concurrent ------------------------------------------------------------------
 
 
-class _TritonclientThreads:
-    """``CONCURRENCY`` threads, each with its own InferenceServerClient."""
+class _Threads:
+    """``concurrency`` threads: with ``shared``, sharing one tritonfast ModelClient; else each
+    with its own tritonclient InferenceServerClient (tritonclient's are not thread-safe)."""
 
-    def __init__(self, url: str, model: str) -> None:
+    def __init__(self, url: str, model: str, concurrency: int, shared: "tritonfast.ModelClient | None" = None) -> None:
         self._hostport, self._model = _hostport(url), model
+        self._concurrency = concurrency
+        self._shared = shared
         self._local = threading.local()
         self._clients: list[httpclient.InferenceServerClient] = []
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="bench-tritonclient")
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="bench-threads")
 
     def _run(self, x: np.ndarray, count: int) -> list[np.ndarray]:
+        if self._shared is not None:
+            shared = self._shared
+            return [shared.infer_batch(x)[OUTPUT] for _ in range(count)]
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = httpclient.InferenceServerClient(self._hostport)
@@ -237,14 +246,16 @@ class _TritonclientThreads:
         return [_tritonclient_infer(client, self._model, x) for _ in range(count)]
 
     def infer_round(self, x: np.ndarray) -> list[np.ndarray]:
-        per_thread = REQUESTS_PER_ROUND // CONCURRENCY
-        futures = [self._pool.submit(self._run, x, per_thread) for _ in range(CONCURRENCY)]
+        per_thread = REQUESTS_PER_ROUND // self._concurrency
+        futures = [self._pool.submit(self._run, x, per_thread) for _ in range(self._concurrency)]
         return [y for f in futures for y in f.result()]
 
     def close(self) -> None:
         self._pool.shutdown()
         for client in self._clients:
             client.close()
+        if self._shared is not None:
+            self._shared.close()
 
 
 class _FuturesClient:
@@ -261,25 +272,28 @@ class _FuturesClient:
         self._client.close()
 
 
-def _concurrent_client(impl: str, url: str, model: str):
+def _concurrent_client(impl: str, url: str, model: str, concurrency: int):
     if impl == "tritonfast":
-        return _FuturesClient(tritonfast.FuturesModelClient(url, model, max_workers=CONCURRENCY))
+        return _FuturesClient(tritonfast.FuturesModelClient(url, model, max_workers=concurrency))
+    if impl == "tritonfast-threads":
+        return _Threads(url, model, concurrency, shared=tritonfast.ModelClient(url, model))
     if impl == "pytriton":
-        return _FuturesClient(PyTritonFuturesModelClient(url, model, max_workers=CONCURRENCY))
+        return _FuturesClient(PyTritonFuturesModelClient(url, model, max_workers=concurrency))
     if impl == "tritonclient":
-        return _TritonclientThreads(url, model)
+        return _Threads(url, model, concurrency)
     raise ValueError(impl)
 
 
-@pytest.mark.parametrize("impl", CLIENTS)
-def test_concurrent(benchmark, triton_server, server_version, impl):
-    benchmark.group = CONCURRENT_GROUP
+@pytest.mark.parametrize("impl", CONCURRENT_CLIENTS)
+@pytest.mark.parametrize("concurrency", CONCURRENCIES)
+def test_concurrent(benchmark, triton_server, server_version, impl, concurrency):
+    benchmark.group = f"1x16 FP32 cached, {concurrency} in flight"
     benchmark.extra_info.update(
-        impl=impl, model=SMALL.model, shape=list(SMALL.shape), concurrency=CONCURRENCY,
+        impl=impl, model=SMALL.model, shape=list(SMALL.shape), concurrency=concurrency,
         versions=_versions(server_version),
     )  # fmt: skip
     x = _input(SMALL.shape)
-    client = _concurrent_client(impl, triton_server.http_url, SMALL.model)
+    client = _concurrent_client(impl, triton_server.http_url, SMALL.model, concurrency)
     try:
         ys = client.infer_round(x)
         assert len(ys) == REQUESTS_PER_ROUND and all(np.array_equal(y, x) for y in ys)

@@ -95,8 +95,9 @@ def _footer(data: dict) -> str:
     return footer.rstrip()
 
 
-CLIENT_ORDER = ("tritonfast", "tritonfast-http", "tritonfast-shm", "tritonclient", "tritonclient-grpc", "pytriton")
+CLIENT_ORDER = ("tritonfast", "tritonfast-threads", "tritonfast-http", "tritonfast-shm", "tritonclient", "tritonclient-grpc", "pytriton")
 CLIENT_LABELS = {
+    "tritonfast-threads": "tritonfast, threads sharing one `ModelClient`",
     "tritonfast-http": "tritonfast, `shared_memory=None` (HTTP)",
     "tritonfast-shm": 'tritonfast, `shared_memory="auto"` (system shm)',
     "tritonclient": "tritonclient.http",
