@@ -18,7 +18,8 @@ core=$(ls "$build"/_core*.so)
 cxx=${CXX:-g++}
 if [ $# -eq 0 ]; then
   set -- tests/test_hardening.py tests/test_codec.py tests/test_http_parser.py tests/test_fast_lane.py \
-    tests/test_faults.py tests/test_shm.py tests/test_client_shm.py tests/test_client.py tests/test_futures_client.py
+    tests/test_faults.py tests/test_shm.py tests/test_client_shm.py tests/test_client.py tests/test_futures_client.py \
+    tests/test_futures_lane.py
   # GCC 12's ASan runtime does not lock its allocator around fork(): a child
   # forked while another thread is inside malloc with the GIL released (the
   # general path's response parsing, here) deadlocks in ASan itself (seen:
