@@ -25,6 +25,17 @@ class ForkedError(PyTritonClientError):
     its result belongs to the parent, and the child has none of its threads."""
 
 
+def fail_forked(future: Future) -> None:
+    """In a forked child: fails a future the parent had queued or in flight."""
+    if not future.done():
+        try:
+            future.set_exception(ForkedError(
+                "the request was queued or in flight in the parent process when this process "
+                "forked: its result belongs to the parent; submit it again here"))
+        except Exception:  # noqa: BLE001 - a future in a state the parent left it in
+            pass
+
+
 class WorkerPool:
     def __init__(self, max_workers: int, max_queue_size: Optional[int] = None, name: str = "tritonfast"):
         self._max_workers = max_workers
@@ -51,13 +62,7 @@ class WorkerPool:
         pending = list(self._pending)
         self._fresh_state()
         for future in pending:
-            if not future.done():
-                try:
-                    future.set_exception(ForkedError(
-                        "the request was queued or in flight in the parent process when this process "
-                        "forked: its result belongs to the parent; submit it again here"))
-                except Exception:  # noqa: BLE001 - a future in a state the parent left it in
-                    pass
+            fail_forked(future)
 
     def submit(self, fn: Callable[..., Any], *args: Any, block: bool = True,
                timeout: Optional[float] = None, **kwargs: Any) -> Future:

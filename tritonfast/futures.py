@@ -27,7 +27,7 @@ import numpy as np
 
 from tritonfast import _core, _fork
 from tritonfast._transport import is_native
-from tritonfast._workers import ForkedError, WorkerPool
+from tritonfast._workers import WorkerPool, fail_forked
 from tritonfast.client import ModelClient, _unpickle_client
 from tritonfast.exceptions import (
     PyTritonClientClosedError,
@@ -102,16 +102,6 @@ def _fail(client: ModelClient, future: Future, error: BaseException) -> None:
         mapped.__cause__ = error
         error = mapped
     future.set_exception(error)
-
-
-def _fail_forked(future: Future) -> None:
-    if not future.done():
-        try:
-            future.set_exception(ForkedError(
-                "the request was in flight in the parent process when this process forked: "
-                "its result belongs to the parent; submit it again here"))
-        except Exception:  # noqa: BLE001 - a future in a state the parent left it in
-            pass
 
 
 def _submit_method(sample: bool, doc: str) -> Callable[..., Future]:
@@ -236,7 +226,7 @@ class FuturesModelClient:
         self._close_lock = threading.Lock()  # another thread of the parent may have held it
         if self._engine is not None:
             for future in self._engine.after_fork():
-                _fail_forked(future)
+                fail_forked(future)
 
     def __enter__(self) -> "FuturesModelClient":
         return self

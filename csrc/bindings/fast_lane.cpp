@@ -413,23 +413,8 @@ class PyInferEngine {
         submitted = kTakenStartReactor;
       }
     }
-    if (send_now) {
-      std::exception_ptr error;
-      // Safe: the caller's tuple keeps every input array alive until start() returns.
-      without_gil([&] {
-        try {
-          reactor_.start(token, wire, plan->deadline(), &*raw->check);
-        } catch (...) {
-          error = std::current_exception();
-        }
-      });
-      if (error) {
-        std::vector<Reactor::Completion> failed(1);
-        failed[0].token = token;
-        failed[0].error = error;
-        complete(&failed);
-      }
-    }
+    // Safe: the caller's tuple keeps every input array alive until start() returns.
+    if (send_now) send(raw, wire);
     return submitted;
   }
 
@@ -633,21 +618,27 @@ class PyInferEngine {
         ++in_flight_;
         changed_.notify_all();
       }
-      const auto token = reinterpret_cast<std::uint64_t>(item);
-      std::exception_ptr error;
-      without_gil([&] {
-        try {
-          reactor_.start(token, item->wire, item->plan->deadline(), &*item->check);
-        } catch (...) {
-          error = std::current_exception();
-        }
-      });
-      if (error) {
-        std::vector<Reactor::Completion> failed(1);
-        failed[0].token = token;
-        failed[0].error = error;
-        complete(&failed);
+      send(item, item->wire);
+    }
+  }
+
+  // Sends `item`'s request (GIL held on entry, released while sending); a
+  // failure to send completes it at once.
+  void send(Item* item, const http::Request& wire) {
+    const auto token = reinterpret_cast<std::uint64_t>(item);
+    std::exception_ptr error;
+    without_gil([&] {
+      try {
+        reactor_.start(token, wire, item->plan->deadline(), &*item->check);
+      } catch (...) {
+        error = std::current_exception();
       }
+    });
+    if (error) {
+      std::vector<Reactor::Completion> failed(1);
+      failed[0].token = token;
+      failed[0].error = error;
+      complete(&failed);
     }
   }
 
