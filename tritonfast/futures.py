@@ -68,7 +68,7 @@ class _LaneFuture(Future):
     result and state with the GIL held (``_core.InferEngine``); one that has
     one through ``set_result``, which notifies. Either way every method sees a
     finished Future. (It relies on ``concurrent.futures._base``'s attribute
-    names, the same since Python 3.2; tests/test_futures_client.py checks
+    names, the same since Python 3.2; tests/test_futures_lane.py checks
     every public use.)
     """
 

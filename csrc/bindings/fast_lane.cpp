@@ -177,7 +177,6 @@ class PyInferPlan {
 
   Deadline deadline() const { return timeout_s_ ? Deadline::after(*timeout_s_) : Deadline::never(); }
   ResponseLayoutCache& responses() { return responses_; }
-  PyHttpClient& client() { return *client_; }
 
   // InferCheck for the lane: the response-header cache's parse, in the transport.
   struct LaneCheck final : ResponseCheck {
@@ -357,10 +356,7 @@ class PyInferEngine {
   PyInferEngine(py::object client, std::size_t max_in_flight, std::size_t max_queued,
                 std::uint64_t max_input_bytes, py::object fail)
       : client_object_(std::move(client)),
-        reactor_(client_object_.cast<PyHttpClient*>()->native().endpoint(),
-                 client_object_.cast<PyHttpClient*>()->native().buffers(),
-                 client_object_.cast<PyHttpClient*>()->native().options().max_response_body_bytes,
-                 client_object_.cast<PyHttpClient*>()->native().options().max_idle_connections),
+        reactor_(reactor_for(client_object_.cast<PyHttpClient*>()->native())),
         max_in_flight_(std::max<std::size_t>(1, max_in_flight)),
         max_queued_(max_queued),
         max_input_bytes_(max_input_bytes),
@@ -511,6 +507,12 @@ class PyInferEngine {
   }
 
  private:
+  // A reactor on the client's server, buffer pool and limits.
+  static Reactor reactor_for(const HttpClient& client) {
+    return Reactor(client.endpoint(), client.buffers(), client.options().max_response_body_bytes,
+                   client.options().max_idle_connections);
+  }
+
   struct Item {
     py::object future;
     py::object plan_object;  // keeps plan alive

@@ -116,23 +116,21 @@ void Reactor::rearm(const Exchange& exchange, int op) {
 
 void Reactor::start(std::uint64_t token, const http::Request& request, Deadline deadline, ResponseCheck* check) {
   for (int attempt = 0;; ++attempt) {
+    // The retry goes to a fresh connection. A dead idle one closes outside the
+    // lock (and so leaves the epoll set).
     std::unique_ptr<Connection> connection;
-    bool reused = false;
-    while (attempt == 0) {
-      std::unique_ptr<Connection> candidate;
-      {
+    if (attempt == 0) {
+      connection = first_reusable([this] {
+        std::unique_ptr<Connection> last;
         auto lock = locked();
-        if (idle_.empty()) break;
-        candidate = std::move(idle_.back());  // most recently used: the likeliest alive
-        idle_.pop_back();
-      }
-      if (candidate->reusable()) {
-        connection = std::move(candidate);
-        reused = true;
-        break;
-      }
-      // Dead: closed here, outside the lock (and so out of the epoll set).
+        if (!idle_.empty()) {
+          last = std::move(idle_.back());  // most recently used: the likeliest alive
+          idle_.pop_back();
+        }
+        return last;
+      });
     }
+    const bool reused = connection != nullptr;
     if (!connection) connection = Connection::open(endpoint_, deadline);
     std::uint64_t sent = 0;
     try {

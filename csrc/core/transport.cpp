@@ -504,23 +504,19 @@ std::unique_lock<fork::Mutex> HttpClient::locked(std::vector<std::unique_ptr<Con
 
 std::unique_ptr<Connection> HttpClient::checkout(Deadline deadline, bool* reused) {
   std::vector<std::unique_ptr<Connection>> inherited;  // closed on return, outside the lock
-  for (;;) {
-    std::unique_ptr<Connection> connection;
-    {
-      auto lock = locked(&inherited);
-      if (idle_.empty()) break;
-      // Most recently used first: the likeliest to be alive.
-      connection = std::move(idle_.back());
+  // Most recently used first: the likeliest to be alive. A dead (or out of
+  // step) one closes outside the lock.
+  std::unique_ptr<Connection> connection = first_reusable([&] {
+    std::unique_ptr<Connection> last;
+    auto lock = locked(&inherited);
+    if (!idle_.empty()) {
+      last = std::move(idle_.back());
       idle_.pop_back();
     }
-    if (connection->reusable()) {
-      *reused = true;
-      return connection;
-    }
-    // Dead (or out of step): closed here, outside the lock.
-  }
-  *reused = false;
-  return Connection::open(endpoint_, deadline);
+    return last;
+  });
+  *reused = connection != nullptr;
+  return connection ? std::move(connection) : Connection::open(endpoint_, deadline);
 }
 
 void HttpClient::checkin(std::unique_ptr<Connection> connection) {

@@ -95,6 +95,17 @@ class Connection {
   std::uint64_t generation_;
 };
 
+// Takes pooled connections from `pop` (a callable returning the most recently
+// pooled one, or null when none is left) until one is still reusable(); the
+// dead ones close on the way. Null when none was: the caller opens one.
+template <class Pop>
+std::unique_ptr<Connection> first_reusable(Pop&& pop) {
+  for (;;) {
+    std::unique_ptr<Connection> connection = pop();
+    if (!connection || connection->reusable()) return connection;
+  }
+}
+
 struct Response {
   http::ResponseHead head;
   http::Body body;
